@@ -1,0 +1,290 @@
+// Package config reads every NARWHAL_* variable into one Config and validates it as a whole
+// before anything starts. The struct's tags are the only description of the variables: Load,
+// the --help table and --check-config are all generated from them, so they cannot drift.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix of every variable narwhal reads.
+const Prefix = "NARWHAL"
+
+// Config is narwhal's whole configuration. Tags: envconfig (the name after NARWHAL_),
+// default (applied when unset), doc (the default as shown when it depends on the mode),
+// type (how --help names the accepted values), choices (for Choice fields), desc.
+type Config struct {
+	Workers      Workers   `envconfig:"WORKERS" default:"auto" type:"count|auto" desc:"pool size: a number of workers, or auto for the container's CPU limit (setting it selects pool mode)"`
+	Listen       Listeners `envconfig:"LISTEN" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
+	Backlog      int       `envconfig:"BACKLOG" default:"1024" type:"count" desc:"listen backlog of each listener"`
+	SocketMode   Choice    `envconfig:"SOCKET_MODE" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`
+	Ready        Choice    `envconfig:"READY" default:"auto" choices:"auto|notify|delay" desc:"when a worker counts as ready: auto (READY=1 or seen accepting), notify (READY=1 only), delay (NARWHAL_READY_DELAY after start)"`
+	ReadyDelay   Duration  `envconfig:"READY_DELAY" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
+	ReadyTimeout Duration  `envconfig:"READY_TIMEOUT" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
+	RolloutSurge int       `envconfig:"ROLLOUT_SURGE" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
+	WorkerDir    string    `envconfig:"WORKER_DIR" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`
+	WorkerUser   string    `envconfig:"WORKER_USER" type:"name|uid" desc:"user workers run as"`
+	WorkerGroup  string    `envconfig:"WORKER_GROUP" type:"name|gid" desc:"group workers run as"`
+	PreStart     Command   `envconfig:"PRE_START" type:"command" desc:"command run to completion before the first worker (split like a shell, no shell); non-zero exit stops narwhal with its code"`
+
+	RestartDelay    Duration `envconfig:"RESTART_DELAY" default:"100ms" type:"duration" desc:"first delay before restarting a crashed worker; doubles per crash"`
+	RestartDelayMax Duration `envconfig:"RESTART_DELAY_MAX" default:"30s" type:"duration" desc:"longest delay between restarts of a crashing worker"`
+	WorkerTimeout   Duration `envconfig:"WORKER_TIMEOUT" default:"0" type:"duration" desc:"watchdog: a ready worker silent (no WATCHDOG=1) this long gets SIGABRT, then SIGKILL 2s later; 0 is off"`
+	MaxMemory       Bytes    `envconfig:"MAX_MEMORY" default:"0" type:"size" desc:"replace a worker whose resident memory (with descendants) exceeds this, e.g. 512Mi; 0 is off"`
+	MaxLifetime     Duration `envconfig:"MAX_LIFETIME" default:"0" type:"duration" desc:"replace a worker after this long, plus up to 10% random, e.g. 6h; 0 is off"`
+	MinReady        int      `envconfig:"MIN_READY" default:"1" type:"count" desc:"ready workers needed for /readyz to answer 200"`
+
+	StopSignal    Signal        `envconfig:"STOP_SIGNAL" default:"SIGTERM" type:"signal" desc:"signal that asks a worker (or a left-over process) to stop"`
+	StopTimeout   Duration      `envconfig:"STOP_TIMEOUT" default:"25s" type:"duration" desc:"time to stop gracefully before SIGKILL"`
+	DrainDelay    Duration      `envconfig:"DRAIN_DELAY" default:"5s" type:"duration" desc:"how long narwhal --drain waits after turning unready"`
+	SignalGroup   bool          `envconfig:"SIGNAL_GROUP" default:"false" type:"bool" desc:"init mode: forward signals to the child's whole process group"`
+	SignalRewrite SignalRewrite `envconfig:"SIGNAL_REWRITE" type:"FROM:TO,…" desc:"rewrite signals before forwarding, e.g. TERM:QUIT,USR1:0 (0 drops)"`
+	ExitRemap     ExitRemap     `envconfig:"EXIT_REMAP" type:"FROM:TO,…" desc:"report child exit codes as others, e.g. 143:0"`
+
+	MetricsAddr   Address `envconfig:"METRICS_ADDR" doc:":9090 (pool), none (init)" type:"host:port|off" desc:"address of /metrics, /livez, /healthz, /readyz; off disables"`
+	ControlSocket string  `envconfig:"CONTROL_SOCKET" doc:"@narwhal-<pidns>" type:"path|@name" desc:"control socket for --status, --drain, --healthcheck"`
+	LogFormat     Choice  `envconfig:"LOG_FORMAT" default:"auto" choices:"auto|text|json" desc:"auto: coloured text on a TTY, JSON otherwise"`
+	LogLevel      Choice  `envconfig:"LOG_LEVEL" default:"info" choices:"debug|info|warn|error" desc:"least severe level logged"`
+
+	// Pool is true when NARWHAL_WORKERS or NARWHAL_LISTEN is set.
+	Pool bool `ignored:"true"`
+}
+
+// Error is an invalid environment: narwhal exits 78 (EX_CONFIG) and starts nothing.
+type Error struct {
+	Variable, Value, Reason string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("invalid %s=%q: %s", e.Variable, e.Value, e.Reason)
+}
+
+// Load reads and validates the environment of this process.
+func Load() (*Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, &Error{Variable: pe.KeyName, Value: pe.Value, Reason: reason(pe.Err)}
+		}
+		return nil, err
+	}
+	_, workersSet := os.LookupEnv(Prefix + "_WORKERS")
+	c.Pool = workersSet || len(c.Listen) > 0
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// reason turns the errors of strconv, which envconfig returns for plain ints and bools,
+// into what a user can act on.
+func reason(err error) string {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		if ne.Func == "ParseBool" {
+			return "want true or false"
+		}
+		return "want a whole number"
+	}
+	return err.Error()
+}
+
+func (c *Config) validate() error {
+	for _, f := range fields(c) {
+		if choices := f.tag.Get("choices"); choices != "" {
+			v := strings.ToLower(strings.TrimSpace(f.value.String()))
+			if !contains(strings.Split(choices, "|"), v) {
+				return &Error{f.key, f.value.String(), "want one of " + strings.ReplaceAll(choices, "|", ", ")}
+			}
+			f.value.SetString(v)
+		}
+	}
+	bad := func(name string, v any, reason string) error {
+		return &Error{Prefix + "_" + name, fmt.Sprint(v), reason}
+	}
+	switch {
+	case c.Backlog < 1 || c.Backlog > 65535:
+		return bad("BACKLOG", c.Backlog, "want a whole number from 1 to 65535")
+	case c.RolloutSurge < 1:
+		return bad("ROLLOUT_SURGE", c.RolloutSurge, "want a whole number ≥ 1")
+	case c.MinReady < 0:
+		return bad("MIN_READY", c.MinReady, "want a whole number ≥ 0")
+	case c.Workers > 0 && c.MinReady > int(c.Workers):
+		return bad("MIN_READY", c.MinReady, fmt.Sprintf("want at most NARWHAL_WORKERS (%d)", c.Workers))
+	case c.ReadyTimeout == 0:
+		return bad("READY_TIMEOUT", c.ReadyTimeout, "want a duration greater than 0")
+	case c.RestartDelay == 0:
+		return bad("RESTART_DELAY", c.RestartDelay, "want a duration greater than 0 (a crash loop must never spin)")
+	case c.RestartDelayMax < c.RestartDelay:
+		return bad("RESTART_DELAY_MAX", c.RestartDelayMax, fmt.Sprintf("want at least NARWHAL_RESTART_DELAY (%s)", c.RestartDelay))
+	case c.SocketMode == "reuseport" && len(c.Listen) > 0 && c.Listen.FirstTCP() == nil:
+		return bad("LISTEN", c.Listen, "NARWHAL_SOCKET_MODE=reuseport needs at least one TCP listener")
+	}
+	if strings.HasPrefix(c.ControlSocket, "@") && len(c.ControlSocket) < 2 {
+		return bad("CONTROL_SOCKET", c.ControlSocket, "want a path or @name")
+	}
+	if err := c.checkMetricsAddr(); err != nil {
+		return err
+	}
+	if err := checkIdentity(c.WorkerUser, "WORKER_USER", user.Lookup); err != nil {
+		return err
+	}
+	return checkIdentity(c.WorkerGroup, "WORKER_GROUP", func(name string) (*user.User, error) {
+		_, err := user.LookupGroup(name)
+		return nil, err
+	})
+}
+
+// checkMetricsAddr rejects a metrics address whose port a listener already uses.
+func (c *Config) checkMetricsAddr() error {
+	addr := c.EffectiveMetricsAddr()
+	if addr == "" {
+		return nil
+	}
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	for _, l := range c.Listen {
+		if l.Port() != 0 && strconv.Itoa(l.Port()) == port {
+			return &Error{Prefix + "_METRICS_ADDR", string(c.MetricsAddr),
+				fmt.Sprintf("port %s is taken by listener %s; choose another port or off", port, l.Name)}
+		}
+	}
+	return nil
+}
+
+// EffectiveMetricsAddr is the address to serve metrics on, or "" for none:
+// :9090 by default in pool mode, nothing by default in init mode (a drop-in for tini).
+func (c *Config) EffectiveMetricsAddr() string {
+	switch {
+	case c.MetricsAddr == "off":
+		return ""
+	case c.MetricsAddr == "" && c.Pool:
+		return ":9090"
+	}
+	return string(c.MetricsAddr)
+}
+
+// checkIdentity accepts a number, or a name that the image's /etc/passwd or /etc/group knows.
+func checkIdentity(v, name string, lookup func(string) (*user.User, error)) error {
+	if v == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 || n > 1<<31-2 {
+			return &Error{Prefix + "_" + name, v, "want a name or a number from 0 to 2147483646"}
+		}
+		return nil
+	}
+	if _, err := lookup(v); err != nil {
+		return &Error{Prefix + "_" + name, v, "unknown name (" + err.Error() + "); want a name the image knows, or a number"}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Mode is "pool" or "init".
+func (c *Config) Mode() string {
+	if c.Pool {
+		return "pool"
+	}
+	return "init"
+}
+
+// field is one variable: its tags and, when read from a Config, its value.
+type field struct {
+	key   string
+	tag   reflect.StructTag
+	value reflect.Value
+}
+
+// fields lists the variables of c in declaration order.
+func fields(c *Config) []field {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	var fs []field
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		name := sf.Tag.Get("envconfig")
+		if name == "" {
+			continue
+		}
+		fs = append(fs, field{key: Prefix + "_" + name, tag: sf.Tag, value: v.Field(i)})
+	}
+	return fs
+}
+
+// Variables lists the names of every variable narwhal reads.
+func Variables() []string {
+	var names []string
+	for _, f := range fields(&Config{}) {
+		names = append(names, f.key)
+	}
+	return names
+}
+
+// WriteHelp writes the table of variables: name, accepted values, default, meaning.
+func WriteHelp(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tTYPE\tDEFAULT\tMEANING")
+	for _, f := range fields(&Config{}) {
+		typ := f.tag.Get("type")
+		if typ == "" {
+			typ = f.tag.Get("choices")
+		}
+		def := f.tag.Get("default")
+		if doc := f.tag.Get("doc"); doc != "" {
+			def = doc
+		}
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.key, typ, def, f.tag.Get("desc"))
+	}
+	return tw.Flush()
+}
+
+// WriteEffective writes the settings narwhal would run with, one VARIABLE=value a line.
+func (c *Config) WriteEffective(w io.Writer) error {
+	fmt.Fprintf(w, "mode=%s\n", c.Mode())
+	for _, f := range fields(c) {
+		v := fmt.Sprint(f.value.Interface())
+		switch f.key {
+		case Prefix + "_METRICS_ADDR":
+			if v = c.EffectiveMetricsAddr(); v == "" {
+				v = "off"
+			}
+		}
+		if _, err := fmt.Fprintf(w, "%s=%s\n", f.key, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// D is d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func sortedJoin(parts []string) string {
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,281 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Each type below decodes one kind of NARWHAL_* value. Decode errors say what is accepted;
+// Load prefixes them with the variable and the value given.
+
+// Signal is a signal given by name (TERM, SIGTERM, sigterm) or number (15).
+type Signal syscall.Signal
+
+// ParseSignal accepts a signal name with or without the SIG prefix, in any case, or its
+// number. SIGKILL and SIGSTOP are accepted: they are valid things to send, just not to catch.
+func ParseSignal(s string) (Signal, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > 64 {
+			return 0, fmt.Errorf("signal number %d out of range 1-64", n)
+		}
+		return Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if n := unix.SignalNum(name); n != 0 {
+		return Signal(n), nil
+	}
+	return 0, fmt.Errorf("unknown signal %q; want a name such as TERM or SIGTERM, or a number 1-64", s)
+}
+
+func (s *Signal) Decode(v string) error {
+	sig, err := ParseSignal(v)
+	*s = sig
+	return err
+}
+
+func (s Signal) String() string { return SignalName(syscall.Signal(s)) }
+
+// SignalName is the conventional name of sig (SIGTERM), or SIG<number> for one without a name.
+func SignalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return "SIG" + strconv.Itoa(int(sig))
+}
+
+// SignalRewrite maps a received signal to the one forwarded; a zero target drops it.
+type SignalRewrite map[syscall.Signal]syscall.Signal
+
+// ParseSignalRewrite reads "TERM:QUIT,USR1:0".
+func ParseSignalRewrite(s string) (SignalRewrite, error) {
+	m := SignalRewrite{}
+	err := parsePairs(s, func(from, to string) error {
+		f, err := ParseSignal(from)
+		if err != nil {
+			return err
+		}
+		var t Signal
+		if strings.TrimSpace(to) != "0" {
+			if t, err = ParseSignal(to); err != nil {
+				return err
+			}
+		}
+		if _, dup := m[syscall.Signal(f)]; dup {
+			return fmt.Errorf("%s is rewritten twice", f)
+		}
+		m[syscall.Signal(f)] = syscall.Signal(t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w; want FROM:TO pairs separated by commas, such as TERM:QUIT,USR1:0 (0 drops the signal)", err)
+	}
+	return m, nil
+}
+
+func (r *SignalRewrite) Decode(v string) error {
+	m, err := ParseSignalRewrite(v)
+	*r = m
+	return err
+}
+
+// Apply returns the signal to forward for sig and whether to forward it at all.
+func (r SignalRewrite) Apply(sig syscall.Signal) (syscall.Signal, bool) {
+	to, ok := r[sig]
+	if !ok {
+		return sig, true
+	}
+	return to, to != 0
+}
+
+func (r SignalRewrite) String() string {
+	var parts []string
+	for from, to := range r {
+		parts = append(parts, SignalName(from)+":"+signalOrZero(to))
+	}
+	return sortedJoin(parts)
+}
+
+func signalOrZero(s syscall.Signal) string {
+	if s == 0 {
+		return "0"
+	}
+	return SignalName(s)
+}
+
+// ExitRemap reports some child exit codes as others: "143:0" reports a JVM's SIGTERM exit as 0.
+type ExitRemap map[int]int
+
+func ParseExitRemap(s string) (ExitRemap, error) {
+	m := ExitRemap{}
+	err := parsePairs(s, func(from, to string) error {
+		f, err := parseExitCode(from)
+		if err != nil {
+			return err
+		}
+		t, err := parseExitCode(to)
+		if err != nil {
+			return err
+		}
+		if _, dup := m[f]; dup {
+			return fmt.Errorf("exit code %d is remapped twice", f)
+		}
+		m[f] = t
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w; want FROM:TO pairs of exit codes 0-255 separated by commas, such as 143:0", err)
+	}
+	return m, nil
+}
+
+func parseExitCode(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 || n > 255 {
+		return 0, fmt.Errorf("%q is not an exit code", s)
+	}
+	return n, nil
+}
+
+func (r *ExitRemap) Decode(v string) error {
+	m, err := ParseExitRemap(v)
+	*r = m
+	return err
+}
+
+// Apply returns the code narwhal reports for the child's code.
+func (r ExitRemap) Apply(code int) int {
+	if to, ok := r[code]; ok {
+		return to
+	}
+	return code
+}
+
+func (r ExitRemap) String() string {
+	var parts []string
+	for from, to := range r {
+		parts = append(parts, fmt.Sprintf("%d:%d", from, to))
+	}
+	return sortedJoin(parts)
+}
+
+// parsePairs calls pair for each "a:b" of a comma-separated list; an empty list is valid.
+func parsePairs(s string, pair func(from, to string) error) error {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	for _, item := range strings.Split(s, ",") {
+		from, to, ok := strings.Cut(item, ":")
+		if !ok || strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
+			return fmt.Errorf("%q is not a FROM:TO pair", item)
+		}
+		if err := pair(from, to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Workers is the pool size; 0 means auto (the container's CPU limit).
+type Workers int
+
+func (w *Workers) Decode(v string) error {
+	if strings.EqualFold(strings.TrimSpace(v), "auto") {
+		*w = 0
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 || n > 4096 {
+		return fmt.Errorf("want a whole number from 1 to 4096, or auto")
+	}
+	*w = Workers(n)
+	return nil
+}
+
+func (w Workers) String() string {
+	if w == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(int(w))
+}
+
+// Bytes is a size such as 512Mi, 1G or 1048576; 0 means off.
+type Bytes int64
+
+var byteUnits = []struct {
+	suffix string
+	factor float64
+}{
+	{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40},
+	{"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
+}
+
+func ParseBytes(s string) (Bytes, error) {
+	s = strings.TrimSpace(s)
+	num, factor := s, 1.0
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			num, factor = strings.TrimSuffix(s, u.suffix), u.factor
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*factor > math.MaxInt64/2 {
+		return 0, fmt.Errorf("want a size such as 512Mi, 2Gi, 500M or a number of bytes (0 is off)")
+	}
+	return Bytes(f * factor), nil
+}
+
+func (b *Bytes) Decode(v string) error {
+	n, err := ParseBytes(v)
+	*b = n
+	return err
+}
+
+func (b Bytes) String() string { return strconv.FormatInt(int64(b), 10) }
+
+// Duration is a non-negative time.Duration ("25s", "1m30s", "0").
+type Duration time.Duration
+
+func (d *Duration) Decode(v string) error {
+	p, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || p < 0 {
+		return fmt.Errorf("want a duration such as 500ms, 25s or 1m30s, not negative")
+	}
+	*d = Duration(p)
+	return nil
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Choice is one of a fixed set of words; the set is given by the field's `choices` tag.
+type Choice string
+
+// Address is host:port, empty, or "off".
+type Address string
+
+func (a *Address) Decode(v string) error {
+	v = strings.TrimSpace(v)
+	if v != "" && v != "off" {
+		if _, port, err := net.SplitHostPort(v); err != nil || !validPort(port) {
+			return fmt.Errorf("want host:port such as :9090 or 127.0.0.1:9090, or off")
+		}
+	}
+	*a = Address(v)
+	return nil
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
+}

@@ -1,0 +1,140 @@
+// Command narwhal is a container-native init: PID 1 that reaps, forwards signals, and runs a
+// prefork pool of workers on shared listeners. See README.md and SPEC.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+
+	"github.com/lmittmann/tint"
+	"github.com/narwhal-init/narwhal/config"
+	pid1 "github.com/narwhal-init/narwhal/init"
+	"github.com/narwhal-init/narwhal/internal/earlysig"
+	"golang.org/x/sys/unix"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = ""
+
+// Exit codes of narwhal itself; a child's own code passes through unchanged.
+const (
+	exitUsage  = 2
+	exitConfig = 78 // EX_CONFIG from sysexits.h
+)
+
+const usage = `usage:
+  narwhal [--] COMMAND [ARG...]   run COMMAND in init mode or pool mode (chosen by the environment)
+  narwhal --help                  this text and every NARWHAL_* variable
+  narwhal --version               version and Go version
+  narwhal --check-config          validate the environment and print the effective settings (exit 0 or 78)
+  narwhal --status                the running narwhal's state as JSON (exit 1 if none answers)
+  narwhal --drain                 make the running narwhal unready, return after its NARWHAL_DRAIN_DELAY
+  narwhal --healthcheck           exit 0 when the running narwhal is ready, 1 otherwise
+`
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	action, argv, err := parseArgs(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "narwhal: %v\n\n%s", err, usage)
+		return exitUsage
+	}
+	switch action {
+	case "--help":
+		fmt.Print(usage, "\nEnvironment (pool mode when NARWHAL_WORKERS or NARWHAL_LISTEN is set, init mode otherwise):\n\n")
+		config.WriteHelp(os.Stdout)
+		return 0
+	case "--version":
+		fmt.Printf("narwhal %s %s\n", buildVersion(), runtime.Version())
+		return 0
+	}
+
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
+		return exitConfig
+	}
+	switch action {
+	case "--check-config":
+		cfg.WriteEffective(os.Stdout)
+		return 0
+	case "--status", "--drain", "--healthcheck":
+		earlysig.Release()
+		fmt.Fprintf(os.Stderr, "narwhal %s: no narwhal answers: the control socket is not built yet\n", action)
+		return 1
+	}
+
+	log := newLogger(cfg, os.Stderr)
+	if cfg.Pool {
+		log.Error("pool mode is not built yet; unset NARWHAL_WORKERS and NARWHAL_LISTEN for init mode", "event", "config")
+		return exitConfig
+	}
+	return pid1.Init(cfg, log, argv, earlysig.C)
+}
+
+// parseArgs splits the command line into an action (a --flag) or the COMMAND to run.
+func parseArgs(args []string) (action string, argv []string, err error) {
+	if len(args) == 0 {
+		return "", nil, errors.New("no COMMAND given")
+	}
+	switch a := args[0]; a {
+	case "--":
+		if len(args) == 1 {
+			return "", nil, errors.New("no COMMAND given after --")
+		}
+		return "", args[1:], nil
+	case "--check-config":
+		return a, nil, nil // a COMMAND after it is allowed, as in the real invocation
+	case "--help", "--version", "--status", "--drain", "--healthcheck":
+		if len(args) > 1 {
+			return "", nil, fmt.Errorf("%s takes no arguments", a)
+		}
+		return a, nil, nil
+	default:
+		if strings.HasPrefix(a, "-") {
+			return "", nil, fmt.Errorf("unknown flag %q", a)
+		}
+		return "", args, nil
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// newLogger logs to w (stderr): coloured text when stderr is a terminal, JSON otherwise,
+// unless NARWHAL_LOG_FORMAT says which.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	tty := isTerminal(2)
+	format := string(cfg.LogFormat)
+	if format == "auto" {
+		format = map[bool]string{true: "text", false: "json"}[tty]
+	}
+	var h slog.Handler
+	if format == "text" {
+		h = tint.NewHandler(w, &tint.Options{Level: level, NoColor: !tty, TimeFormat: "15:04:05.000"})
+	} else {
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	}
+	return slog.New(h)
+}
+
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}
