@@ -21,10 +21,16 @@ var C = make(chan os.Signal, 64)
 // narwhal; it is never forwarded.
 var Handled = handled()
 
+// deadly are the signals whose Go default, until Notify asks for them, is to end the program:
+// exit 2 for TERM, INT and HUP, a goroutine dump for QUIT. signal.Notify enables its signals
+// one at a time, each a round trip to the runtime's signal thread, so these go first.
+var deadly = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT}
+
 func handled() []os.Signal {
-	var sigs []os.Signal
+	sigs := append([]os.Signal(nil), deadly...)
 	for s := syscall.Signal(1); s <= 64; s++ {
 		switch {
+		case s == syscall.SIGTERM, s == syscall.SIGINT, s == syscall.SIGHUP, s == syscall.SIGQUIT:
 		case s == syscall.SIGKILL, s == syscall.SIGSTOP, s == syscall.SIGCHLD, s == syscall.SIGURG:
 		case s == syscall.SIGPROF: // the runtime keeps it for its profiler
 		case s >= 32 && s <= 33: // reserved by libc for its threads

@@ -1,0 +1,360 @@
+// Package e2e runs the real narwhal binary the way a container runtime does: as PID 1 of a new
+// PID namespace (unshare --pid --fork --mount-proc), driven by real signals. Tests need root;
+// off root they skip, unless NARWHAL_E2E=required (as in CI), which turns a skip into a failure.
+// Every wait here is bounded.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Require skips t (or fails it, when NARWHAL_E2E=required) unless PID namespaces can be made.
+func Require(t testing.TB) {
+	t.Helper()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "end-to-end tests need root to create PID namespaces"
+	} else if _, err := exec.LookPath("unshare"); err != nil {
+		reason = "end-to-end tests need unshare (util-linux)"
+	}
+	if reason == "" {
+		return
+	}
+	if os.Getenv("NARWHAL_E2E") == "required" {
+		t.Fatalf("%s, and NARWHAL_E2E=required", reason)
+	}
+	t.Skipf("%s (set NARWHAL_E2E=required to make this a failure)", reason)
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binary builds narwhal once per test binary, with the race detector when the tests have it,
+// and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "narwhal-e2e-")
+		if buildErr != nil {
+			return
+		}
+		args := []string{"build", "-o", filepath.Join(buildDir, "narwhal")}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "github.com/narwhal-init/narwhal")...)
+		cmd.Dir = moduleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "narwhal")
+}
+
+func moduleRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
+}
+
+// Options say how to start narwhal.
+type Options struct {
+	Env       []string  // added to the test's environment
+	Stdin     io.Reader // nil is /dev/null
+	Dir       string
+	NoNS      bool // run narwhal as a plain child (a subreaper, not PID 1)
+}
+
+// Proc is a running narwhal.
+type Proc struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	PID     int // narwhal's PID as this test sees it
+	Started time.Time
+	stdout  *lines
+	stderr  *lines
+	done    chan struct{}
+	code    int
+}
+
+// Start runs narwhal with args, as PID 1 of a new PID namespace unless o.NoNS, and returns once
+// its PID is known. The process is killed when the test ends.
+func Start(t testing.TB, o Options, args ...string) *Proc {
+	t.Helper()
+	bin := Binary(t)
+	argv := append([]string{bin}, args...)
+	if !o.NoNS {
+		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	// JSON logs, which tests search, unless the test sets the format itself.
+	// A race-built narwhal exits at once (not after the race runtime's default 1s) and fails
+	// loudly, with exit 66 and a report on stderr, on its first data race.
+	cmd.Env = append(os.Environ(), "NARWHAL_LOG_FORMAT=json", "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	cmd.Env = append(cmd.Env, o.Env...)
+	cmd.Dir = o.Dir
+	cmd.Stdin = o.Stdin
+	p := &Proc{t: t, cmd: cmd, stdout: newLines(), stderr: newLines(), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	// Own process group, so that cleanup can kill whatever narwhal leaves.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.Started = time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", argv, err)
+	}
+	go func() {
+		err := cmd.Wait()
+		p.code = exitCode(err, cmd.ProcessState)
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("narwhal stdout:\n%s\nnarwhal stderr:\n%s", p.stdout.String(), p.stderr.String())
+		}
+	})
+	if o.NoNS {
+		p.PID = cmd.Process.Pid
+		return p
+	}
+	p.PID = p.findChild(cmd.Process.Pid, "narwhal", 10*time.Second)
+	return p
+}
+
+// findChild waits for parent's child to have exec'd the program named comm, and returns 0 if
+// the parent exits first.
+func (p *Proc) findChild(parent int, comm string, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	path := fmt.Sprintf("/proc/%d/task/%d/children", parent, parent)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(path)
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			pid, _ := strconv.Atoi(f[0])
+			if c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(c)) == comm {
+				return pid
+			}
+		}
+		select {
+		case <-p.done:
+			return 0 // it exited already (as on a configuration error); Wait tells how
+		default:
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	p.t.Fatalf("no %s child of %d after %s", comm, parent, timeout)
+	return 0
+}
+
+func exitCode(err error, st *os.ProcessState) int {
+	if st == nil {
+		return -1
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return st.ExitCode()
+}
+
+// Signal sends sig to narwhal.
+func (p *Proc) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := unix.Kill(p.PID, sig); err != nil {
+		p.t.Fatalf("kill %d %v: %v", p.PID, sig, err)
+	}
+}
+
+// Wait returns narwhal's exit code, failing the test if it has not exited within timeout.
+func (p *Proc) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		p.t.Fatalf("narwhal still running after %s", timeout)
+		return -1
+	}
+}
+
+// Exited reports whether narwhal has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitStdout waits for a line of narwhal's stdout (its child's) containing s, and returns it.
+func (p *Proc) WaitStdout(s string, timeout time.Duration) string {
+	p.t.Helper()
+	return p.waitLine(p.stdout, "stdout", s, timeout)
+}
+
+// WaitStderr waits for a line of narwhal's stderr (its log) containing s, and returns it.
+func (p *Proc) WaitStderr(s string, timeout time.Duration) string {
+	p.t.Helper()
+	return p.waitLine(p.stderr, "stderr", s, timeout)
+}
+
+func (p *Proc) waitLine(l *lines, name, s string, timeout time.Duration) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	line, err := l.wait(ctx, s)
+	if err != nil {
+		p.t.Fatalf("no line containing %q on %s within %s:\n%s", s, name, timeout, l.String())
+	}
+	return line
+}
+
+// Stdout and Stderr are everything written so far.
+func (p *Proc) Stdout() string { return p.stdout.String() }
+func (p *Proc) Stderr() string { return p.stderr.String() }
+
+// lines is an io.Writer that keeps what is written and lets readers wait for a line.
+type lines struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newLines() *lines { return &lines{changed: make(chan struct{})} }
+
+func (l *lines) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(b)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return len(b), nil
+}
+
+func (l *lines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *lines) wait(ctx context.Context, s string) (string, error) {
+	for {
+		l.mu.Lock()
+		sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+		changed := l.changed
+		l.mu.Unlock()
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), s) {
+				return sc.Text(), nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", errors.New("timeout")
+		}
+	}
+}
+
+// Count is how many lines of s contain sub.
+func Count(s, sub string) int {
+	n := 0
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// NamespaceProcs lists the processes that share pid's PID namespace, pid included, with their
+// state letter (R, S, Z, …), as seen from outside.
+func NamespaceProcs(pid int) (map[int]string, error) {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || l != ns {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+			out[n] = s[i+2 : i+3]
+		}
+	}
+	return out, nil
+}
+
+// Children lists pid's children. The kernel lists them per thread (the one that forked), and Go
+// forks from whichever thread it is on, so every task is read.
+func Children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// Eventually polls cond every few milliseconds until it is true or timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
