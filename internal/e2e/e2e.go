@@ -85,10 +85,10 @@ func moduleRoot() string {
 
 // Options say how to start narwhal.
 type Options struct {
-	Env       []string  // added to the test's environment
-	Stdin     io.Reader // nil is /dev/null
-	Dir       string
-	NoNS      bool // run narwhal as a plain child (a subreaper, not PID 1)
+	Env   []string  // added to the test's environment
+	Stdin io.Reader // nil is /dev/null
+	Dir   string
+	NoNS  bool // run narwhal as a plain child (a subreaper, not PID 1)
 }
 
 // Proc is a running narwhal.
