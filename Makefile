@@ -1,0 +1,20 @@
+# narwhal: `make demo` runs a pool of the example worker on :8080; `make test` runs every test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build demo test bench clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/narwhal .
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/example-go ./examples/go
+
+demo: build
+	NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+clean:
+	rm -rf bin
