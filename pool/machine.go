@@ -1,0 +1,604 @@
+package pool
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// State is where a worker is in its life.
+type State int
+
+const (
+	Starting State = iota // spawned, not yet ready
+	Ready                 // serving
+	Stopping              // asked to stop; gone when its exit is reaped
+)
+
+func (s State) String() string { return [...]string{"starting", "ready", "stopping"}[s] }
+
+// Exit reasons, the label values of narwhal_worker_exits_total.
+const (
+	ReasonCrash        = "crash"
+	ReasonStop         = "stop"
+	ReasonWatchdog     = "watchdog"
+	ReasonMemory       = "memory"
+	ReasonLifetime     = "lifetime"
+	ReasonReadyTimeout = "ready_timeout"
+)
+
+// Rollout results, the label values of narwhal_rollouts_total.
+const (
+	RolloutCompleted  = "completed"
+	RolloutAborted    = "aborted"
+	RolloutSuperseded = "superseded"
+)
+
+// readyResetAfter is how long a worker must stay ready before its slot's crash backoff resets.
+const readyResetAfter = 30 * time.Second
+
+// Worker is one process of the pool.
+type Worker struct {
+	PID      int
+	Slot     int
+	Gen      int
+	State    State
+	Started  time.Time
+	ReadyAt  time.Time
+	Restarts int // earlier restarts of this slot after crashes
+
+	replacement bool      // started to take over its slot from an older worker
+	reason      string    // why it is stopping; empty means it was not asked
+	killAt      time.Time // when a stopping worker gets SIGKILL
+	killed      bool
+}
+
+// Effects are what the machine does to the world; the supervisor runs processes, tests record.
+type Effects interface {
+	// Spawn starts a worker for slot in generation gen and returns its PID.
+	Spawn(slot, gen int) (int, error)
+	// Signal sends sig to pid, or to its whole process group.
+	Signal(pid int, sig syscall.Signal, group bool)
+}
+
+// Params are the settings the machine follows.
+type Params struct {
+	Workers         int // desired size at start, and after SIGWINCH + SIGHUP
+	Surge           int
+	ReadyTimeout    time.Duration
+	ReadyDelay      time.Duration // > 0 when readiness is a fixed delay after start
+	StopSignal      syscall.Signal
+	StopTimeout     time.Duration
+	RestartDelay    time.Duration
+	RestartDelayMax time.Duration
+}
+
+type slot struct {
+	crashes   int       // consecutive failed runs, for the backoff
+	restarts  int       // every restart after a crash, for --status
+	notBefore time.Time // backoff: no spawn before then
+	replace   string    // non-empty: replace the serving worker, for this reason
+}
+
+// Machine is the pool as plain data. Every method takes the current time, changes state, and
+// calls Effects; nothing in it blocks, sleeps or reads a clock. One goroutine owns it.
+type Machine struct {
+	p   Params
+	fx  Effects
+	log *slog.Logger
+
+	desired  int
+	gen      int
+	workers  map[int]*Worker
+	slots    map[int]*slot
+	rollout  *rollout
+	stopping bool // graceful stop of the whole pool
+	exitCode int  // 1 once a worker had to be killed during the graceful stop
+
+	Stats Stats
+}
+
+type rollout struct {
+	gen     int
+	started time.Time
+}
+
+// Stats are the machine's counters, read by metrics.
+type Stats struct {
+	Starts          int
+	Exits           map[string]int
+	Rollouts        map[string]int
+	RolloutSeconds  []float64 // durations of completed rollouts, drained by the reader
+	ReadySeconds    []float64 // start-to-ready of each worker, drained by the reader
+	FailedRollouts  int
+	LastRolloutGen  int
+	LastAbortReason string
+}
+
+// NewMachine returns a pool at generation 1 with nothing started; call Start.
+func NewMachine(p Params, fx Effects, log *slog.Logger) *Machine {
+	return &Machine{
+		p: p, fx: fx, log: log,
+		desired: p.Workers,
+		gen:     1,
+		workers: map[int]*Worker{},
+		slots:   map[int]*slot{},
+		Stats:   Stats{Exits: map[string]int{}, Rollouts: map[string]int{}},
+	}
+}
+
+// Start spawns the first generation.
+func (m *Machine) Start(now time.Time) { m.reconcile(now) }
+
+// Generation is the newest generation asked for.
+func (m *Machine) Generation() int { return m.gen }
+
+// Desired is the number of slots the pool keeps filled.
+func (m *Machine) Desired() int { return m.desired }
+
+// Stopping reports whether a graceful stop of the whole pool has begun.
+func (m *Machine) Stopping() bool { return m.stopping }
+
+// Done reports whether the pool has stopped, and the code narwhal exits with.
+func (m *Machine) Done() (bool, int) {
+	return m.stopping && len(m.workers) == 0, m.exitCode
+}
+
+// Workers lists the live workers by slot, then age.
+func (m *Machine) Workers() []Worker {
+	out := make([]Worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		c := *w
+		c.Restarts = m.slot(w.Slot).restarts
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Slot != out[j].Slot {
+			return out[i].Slot < out[j].Slot
+		}
+		return out[i].Started.Before(out[j].Started)
+	})
+	return out
+}
+
+// Count is the number of live workers in state s.
+func (m *Machine) Count(s State) int {
+	n := 0
+	for _, w := range m.workers {
+		if w.State == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Restart begins a rolling restart into a new generation: every slot gets a replacement, at
+// most Surge at a time, and each old worker stops only once its replacement is ready. A
+// rollout already under way is superseded; its replacements still starting are stopped.
+func (m *Machine) Restart(now time.Time) {
+	if m.stopping {
+		return
+	}
+	if m.rollout != nil {
+		m.endRollout(now, RolloutSuperseded)
+		for _, w := range m.workers {
+			if w.replacement && w.State == Starting {
+				m.stop(now, w, ReasonStop)
+			}
+		}
+	}
+	if m.desired == 0 {
+		m.desired = m.p.Workers // SIGWINCH emptied the pool; SIGHUP brings it back
+	}
+	m.gen++
+	m.rollout = &rollout{gen: m.gen, started: now}
+	for i := 0; i < m.desired; i++ {
+		if m.serving(i) != nil {
+			m.slot(i).replace = "rollout"
+		}
+	}
+	m.log.Info("rolling restart", "event", "rollout", "generation", m.gen, "workers", m.desired)
+	m.reconcile(now)
+}
+
+// Replace asks for a graceful replacement of the worker pid (replacement ready first).
+func (m *Machine) Replace(now time.Time, pid int, reason string) {
+	w := m.workers[pid]
+	if m.stopping || w == nil || w.State == Stopping || w.replacement {
+		return
+	}
+	if s := m.slot(w.Slot); s.replace == "" {
+		s.replace = reason
+		m.log.Info("replacing worker", "event", "replace", "slot", w.Slot, "pid", pid, "generation", w.Gen, "reason", reason)
+	}
+	m.reconcile(now)
+}
+
+// Kill stops the worker pid at once with sig, then SIGKILL after killAfter (the watchdog).
+func (m *Machine) Kill(now time.Time, pid int, sig syscall.Signal, killAfter time.Duration, reason string) {
+	w := m.workers[pid]
+	if w == nil || w.State == Stopping {
+		return
+	}
+	w.State, w.reason, w.killAt = Stopping, reason, now.Add(killAfter)
+	m.fx.Signal(pid, sig, false)
+	m.log.Warn("killing worker", "event", "kill", "slot", w.Slot, "pid", pid, "generation", w.Gen, "reason", reason)
+	m.reconcile(now)
+}
+
+// ScaleUp adds a slot (SIGTTIN).
+func (m *Machine) ScaleUp(now time.Time) {
+	if m.stopping {
+		return
+	}
+	m.desired++
+	m.log.Info("scaling up", "event", "scale", "workers", m.desired)
+	m.reconcile(now)
+}
+
+// ScaleDown removes the highest slot, gracefully (SIGTTOU).
+func (m *Machine) ScaleDown(now time.Time) {
+	if m.stopping || m.desired == 0 {
+		return
+	}
+	m.desired--
+	m.log.Info("scaling down", "event", "scale", "workers", m.desired)
+	m.reconcile(now)
+}
+
+// Zero stops every worker but keeps the listeners (SIGWINCH); the next Restart refills.
+func (m *Machine) Zero(now time.Time) {
+	if m.stopping {
+		return
+	}
+	if m.rollout != nil {
+		m.endRollout(now, RolloutAborted)
+	}
+	m.desired = 0
+	m.log.Info("stopping all workers, keeping the listeners", "event", "scale", "workers", 0)
+	m.reconcile(now)
+}
+
+// Stop begins the graceful stop of the pool: every worker gets the stop signal, and SIGKILL to
+// its process group when StopTimeout passes.
+func (m *Machine) Stop(now time.Time) {
+	if m.stopping {
+		return
+	}
+	m.stopping = true
+	if m.rollout != nil {
+		m.endRollout(now, RolloutAborted)
+	}
+	for _, w := range m.workers {
+		m.stop(now, w, ReasonStop)
+	}
+	m.reconcile(now)
+}
+
+// Signal forwards sig to every worker (SIGUSR1: reopen logs).
+func (m *Machine) Signal(sig syscall.Signal) {
+	for _, w := range m.workers {
+		m.fx.Signal(w.PID, sig, false)
+	}
+}
+
+// MarkReady records that pid is ready (READY=1, or seen accepting).
+func (m *Machine) MarkReady(now time.Time, pid int) {
+	if w := m.workers[pid]; w != nil && w.State == Starting {
+		m.markReady(now, w)
+		m.reconcile(now)
+	}
+}
+
+// markReady makes w ready; a replacement takes over its slot and the old worker stops.
+func (m *Machine) markReady(now time.Time, w *Worker) {
+	w.State, w.ReadyAt = Ready, now
+	m.Stats.ReadySeconds = append(m.Stats.ReadySeconds, now.Sub(w.Started).Seconds())
+	m.log.Info("worker ready", "event", "ready", "slot", w.Slot, "pid", w.PID, "generation", w.Gen,
+		"seconds", now.Sub(w.Started).Seconds())
+	if w.replacement {
+		w.replacement = false
+		s := m.slot(w.Slot)
+		reason := ReasonStop // a rollout's old worker
+		if s.replace != "" && s.replace != "rollout" {
+			reason = s.replace // memory, lifetime, watchdog trigger
+		}
+		for _, old := range m.workers {
+			if old != w && old.Slot == w.Slot && old.State != Stopping {
+				m.stop(now, old, reason)
+			}
+		}
+		s.replace = ""
+	}
+}
+
+// Exited records the end of pid with its exit code.
+func (m *Machine) Exited(now time.Time, pid, code int) {
+	w := m.workers[pid]
+	if w == nil {
+		return
+	}
+	delete(m.workers, pid)
+	reason := w.reason
+	if reason == "" {
+		reason = ReasonCrash
+	}
+	m.Stats.Exits[reason]++
+	level := slog.LevelInfo
+	if reason == ReasonCrash {
+		level = slog.LevelWarn
+	}
+	m.log.Log(context.Background(), level, "worker exited", "event", "exit", "slot", w.Slot, "pid", pid, "generation", w.Gen,
+		"code", code, "reason", reason)
+	switch {
+	case m.stopping:
+	case w.replacement && w.reason == "":
+		m.abort(now, w, reason) // a replacement that died before it was ready
+	case w.reason == "":
+		m.crashed(now, w)
+	}
+	m.reconcile(now)
+}
+
+// SpawnFailed is a worker that could not even be started.
+func (m *Machine) spawnFailed(now time.Time, slotID int, replacement bool, err error) {
+	m.log.Error("cannot start worker", "event", "exec_failed", "slot", slotID, "error", err)
+	m.Stats.Exits[ReasonCrash]++
+	if replacement {
+		m.abort(now, &Worker{Slot: slotID, replacement: true}, ReasonCrash)
+		return
+	}
+	m.crashed(now, &Worker{Slot: slotID})
+}
+
+// crashed schedules the slot's restart after its backoff.
+func (m *Machine) crashed(now time.Time, w *Worker) {
+	s := m.slot(w.Slot)
+	s.crashes++
+	s.restarts++
+	delay := m.p.RestartDelay << min(s.crashes-1, 30)
+	if delay > m.p.RestartDelayMax || delay <= 0 {
+		delay = m.p.RestartDelayMax
+	}
+	s.notBefore = now.Add(delay)
+	m.log.Info("restarting slot after backoff", "event", "backoff", "slot", w.Slot, "delay", delay.String(), "crashes", s.crashes)
+}
+
+// abort ends the rollout when one of its replacements failed; old workers keep serving.
+func (m *Machine) abort(now time.Time, w *Worker, reason string) {
+	m.slot(w.Slot).replace = ""
+	if m.rollout == nil {
+		return
+	}
+	m.Stats.LastAbortReason = reason
+	m.log.Error("rollout aborted: a replacement did not become ready; the old workers keep serving",
+		"event", "rollout_aborted", "slot", w.Slot, "pid", w.PID, "generation", m.rollout.gen, "reason", reason)
+	m.endRollout(now, RolloutAborted)
+	for _, o := range m.workers {
+		if o.replacement && o.State == Starting {
+			m.stop(now, o, ReasonStop)
+		}
+	}
+}
+
+func (m *Machine) endRollout(now time.Time, result string) {
+	m.Stats.Rollouts[result]++
+	if result == RolloutCompleted {
+		d := now.Sub(m.rollout.started)
+		m.Stats.RolloutSeconds = append(m.Stats.RolloutSeconds, d.Seconds())
+		m.log.Info("rollout completed", "event", "rollout_completed", "generation", m.rollout.gen, "seconds", d.Seconds())
+	}
+	for _, s := range m.slots {
+		if s.replace == "rollout" {
+			s.replace = ""
+		}
+	}
+	m.rollout = nil
+}
+
+// stop asks w to stop gracefully.
+func (m *Machine) stop(now time.Time, w *Worker, reason string) {
+	if w.State == Stopping {
+		return
+	}
+	w.State, w.reason, w.killAt = Stopping, reason, now.Add(m.p.StopTimeout)
+	m.fx.Signal(w.PID, m.p.StopSignal, false)
+	m.log.Info("stopping worker", "event", "stop", "slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", reason)
+}
+
+// Tick runs the timers: ready timeouts, readiness by delay, kills after a stop timeout, backoffs.
+func (m *Machine) Tick(now time.Time) { m.reconcile(now) }
+
+// Next is the earliest time after now at which Tick has something to do, or zero if none.
+// A deadline already past is waiting on an event (an exit that makes room), not on time.
+func (m *Machine) Next(now time.Time) time.Time {
+	var next time.Time
+	at := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, w := range m.workers {
+		switch w.State {
+		case Starting:
+			at(w.Started.Add(m.p.ReadyTimeout))
+			if m.p.ReadyDelay > 0 {
+				at(w.Started.Add(m.p.ReadyDelay))
+			}
+		case Ready:
+			if s := m.slot(w.Slot); s.crashes > 0 {
+				at(w.ReadyAt.Add(readyResetAfter))
+			}
+		case Stopping:
+			if !w.killed {
+				at(w.killAt)
+			}
+		}
+	}
+	if !m.stopping {
+		for id, s := range m.slots {
+			if id < m.desired && m.occupant(id) == nil {
+				at(s.notBefore)
+			}
+		}
+	}
+	return next
+}
+
+// reconcile moves the pool toward what is asked of it, and runs the timers that are due.
+func (m *Machine) reconcile(now time.Time) {
+	for _, w := range m.sortedWorkers() {
+		switch w.State {
+		case Starting:
+			switch {
+			case m.p.ReadyDelay > 0 && !now.Before(w.Started.Add(m.p.ReadyDelay)):
+				m.markReady(now, w)
+			case !now.Before(w.Started.Add(m.p.ReadyTimeout)):
+				m.log.Warn("worker not ready in time", "event", "ready_timeout", "slot", w.Slot, "pid", w.PID,
+					"generation", w.Gen, "timeout", m.p.ReadyTimeout.String())
+				m.stop(now, w, ReasonReadyTimeout)
+				if w.replacement {
+					m.abort(now, w, ReasonReadyTimeout)
+				} else {
+					m.crashed(now, w) // a failed start: its slot restarts after the backoff
+				}
+			}
+		case Ready:
+			if s := m.slot(w.Slot); s.crashes > 0 && !now.Before(w.ReadyAt.Add(readyResetAfter)) {
+				s.crashes = 0
+			}
+		case Stopping:
+			if !w.killed && !now.Before(w.killAt) {
+				w.killed = true
+				if m.stopping {
+					m.exitCode = 1 // not every worker stopped within the timeout
+				}
+				m.fx.Signal(w.PID, syscall.SIGKILL, true)
+				m.log.Warn("worker did not stop in time; killed its process group", "event", "kill",
+					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "signal", "SIGKILL")
+			}
+		}
+	}
+	if m.stopping {
+		return
+	}
+	// Slots beyond the desired size go, highest first (SIGTTOU, SIGWINCH).
+	for _, w := range m.workers {
+		if w.Slot >= m.desired && w.State != Stopping {
+			m.stop(now, w, ReasonStop)
+		}
+	}
+	for id := range m.slots {
+		if id >= m.desired {
+			delete(m.slots, id)
+		}
+	}
+	// Fill empty slots (first start, crash restarts after their backoff, scale up).
+	for id := 0; id < m.desired; id++ {
+		if m.occupant(id) == nil && !now.Before(m.slot(id).notBefore) && m.room() {
+			m.spawn(now, id, false)
+		}
+	}
+	// Replacements (rollout, watchdog trigger, recycling), at most Surge starting at once.
+	for id := 0; id < m.desired; id++ {
+		s := m.slot(id)
+		if s.replace == "" || m.inFlight() >= m.p.Surge || !m.room() {
+			continue
+		}
+		if m.serving(id) == nil || m.replacementOf(id) != nil {
+			continue
+		}
+		m.spawn(now, id, true)
+	}
+	if m.rollout != nil && m.rolloutDone() {
+		m.endRollout(now, RolloutCompleted)
+	}
+}
+
+// room reports whether one more process keeps the pool within desired + Surge, counting
+// workers that are still stopping.
+func (m *Machine) room() bool { return len(m.workers) < m.desired+m.p.Surge }
+
+func (m *Machine) inFlight() int {
+	n := 0
+	for _, w := range m.workers {
+		if w.replacement && w.State == Starting {
+			n++
+		}
+	}
+	return n
+}
+
+// rolloutDone: every slot is served by a ready worker of the rollout's generation or newer.
+func (m *Machine) rolloutDone() bool {
+	for id := 0; id < m.desired; id++ {
+		if m.slot(id).replace != "" || m.replacementOf(id) != nil {
+			return false
+		}
+		if w := m.serving(id); w == nil || w.Gen < m.rollout.gen || w.State != Ready {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Machine) spawn(now time.Time, id int, replacement bool) {
+	pid, err := m.fx.Spawn(id, m.gen)
+	if err != nil {
+		m.spawnFailed(now, id, replacement, err)
+		return
+	}
+	m.Stats.Starts++
+	if !replacement {
+		m.slot(id).replace = "" // a fresh worker in an empty slot needs no replacement
+	}
+	m.workers[pid] = &Worker{PID: pid, Slot: id, Gen: m.gen, State: Starting, Started: now, replacement: replacement}
+	m.log.Info("worker started", "event", "start", "slot", id, "pid", pid, "generation", m.gen)
+}
+
+func (m *Machine) slot(id int) *slot {
+	s := m.slots[id]
+	if s == nil {
+		s = &slot{}
+		m.slots[id] = s
+	}
+	return s
+}
+
+// occupant is the slot's starting or ready worker, preferring the serving one.
+func (m *Machine) occupant(id int) *Worker {
+	if w := m.serving(id); w != nil {
+		return w
+	}
+	return m.replacementOf(id)
+}
+
+// serving is the slot's worker that is not a replacement and not stopping.
+func (m *Machine) serving(id int) *Worker {
+	for _, w := range m.workers {
+		if w.Slot == id && !w.replacement && w.State != Stopping {
+			return w
+		}
+	}
+	return nil
+}
+
+func (m *Machine) replacementOf(id int) *Worker {
+	for _, w := range m.workers {
+		if w.Slot == id && w.replacement && w.State != Stopping {
+			return w
+		}
+	}
+	return nil
+}
+
+func (m *Machine) sortedWorkers() []*Worker {
+	ws := make([]*Worker, 0, len(m.workers))
+	for _, w := range m.workers {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].PID < ws[j].PID })
+	return ws
+}
