@@ -16,6 +16,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	pid1 "github.com/narwhal-init/narwhal/init"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
+	"github.com/narwhal-init/narwhal/pool"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +39,26 @@ const usage = `usage:
   narwhal --healthcheck           exit 0 when the running narwhal is ready, 1 otherwise
 `
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() {
+	if os.Args[0] == pool.ShimArg0 {
+		earlysig.Release()
+		os.Exit(pool.Shim(os.Args[1:], pendingSignals()))
+	}
+	os.Exit(run(os.Args[1:]))
+}
+
+// pendingSignals drains what earlysig queued before the shim released the signals.
+func pendingSignals() []os.Signal {
+	var sigs []os.Signal
+	for {
+		select {
+		case s := <-earlysig.C:
+			sigs = append(sigs, s)
+		default:
+			return sigs
+		}
+	}
+}
 
 func run(args []string) int {
 	action, argv, err := parseArgs(args)
@@ -71,12 +91,7 @@ func run(args []string) int {
 		return 1
 	}
 
-	log := newLogger(cfg, os.Stderr)
-	if cfg.Pool {
-		log.Error("pool mode is not built yet; unset NARWHAL_WORKERS and NARWHAL_LISTEN for init mode", "event", "config")
-		return exitConfig
-	}
-	return pid1.Init(cfg, log, argv, earlysig.C)
+	return pid1.Run(cfg, newLogger(cfg, os.Stderr), argv, earlysig.C)
 }
 
 // parseArgs splits the command line into an action (a --flag) or the COMMAND to run.

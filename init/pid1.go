@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/pool"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -29,8 +30,9 @@ var notForwarded = map[os.Signal]bool{
 	syscall.SIGTTOU: true,
 }
 
-// Init runs argv as narwhal's only direct child and returns the code narwhal exits with.
-func Init(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Signal) int {
+// Run is narwhal's whole life after configuration: it becomes the reaper of its descendants,
+// then runs argv in init mode or as a pool, and returns the code narwhal exits with.
+func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Signal) int {
 	if err := becomeReaper(); err != nil {
 		log.Warn("orphans will not be reaped: narwhal is not PID 1 and cannot be a subreaper",
 			"event", "no_reaper", "error", err)
@@ -40,6 +42,32 @@ func Init(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Si
 	r := reaper.New(log)
 	go r.Run(ctx)
 
+	if !cfg.Pool {
+		return runChild(ctx, cfg, log, r, argv, sigs)
+	}
+	sup, err := pool.New(cfg, log, argv, r)
+	if err != nil {
+		var pe *pool.Error
+		code := 1
+		if errors.As(err, &pe) {
+			code = pe.Code
+		}
+		log.Error(err.Error(), "event", "start_failed", "code", code)
+		return code
+	}
+	if len(cfg.PreStart) > 0 {
+		log.Info("running pre-start command", "event", "pre_start", "command", cfg.PreStart.String())
+		if code := runChild(ctx, cfg, log, r, cfg.PreStart, sigs); code != 0 {
+			log.Error("pre-start command failed; not starting workers", "event", "pre_start", "code", code)
+			return code
+		}
+	}
+	return sup.Run(ctx, sigs)
+}
+
+// runChild runs argv as the only child, with tini's rules, and returns its exit code: init
+// mode, and NARWHAL_PRE_START before a pool.
+func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string, sigs <-chan os.Signal) int {
 	opts := spawnOptions{env: os.Environ(), foreground: ownsTerminal()}
 	pid, exited, err := r.Start(func() (int, error) { return spawn(argv, opts) })
 	if err != nil {

@@ -1,0 +1,153 @@
+package pool
+
+import (
+	"bufio"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// AutoWorkers is NARWHAL_WORKERS=auto: the container's CPU limit (cgroup v2 cpu.max or v1
+// cfs quota/period), rounded up, at least 1. Without a limit it is the CPUs this process may
+// run on (its affinity mask, which a cpuset narrows), never more.
+//
+// Go's runtime reads the same quota for GOMAXPROCS, but never goes below 2 and yields to a
+// GOMAXPROCS variable, so it cannot stand in for this.
+func AutoWorkers() int {
+	if limit, ok := cgroupCPULimit("/"); ok {
+		return max(1, int(math.Ceil(limit)))
+	}
+	return max(1, runtime.NumCPU())
+}
+
+// cgroupCPULimit reads the CPU limit of this process's cgroup under root (a test's fixture tree).
+func cgroupCPULimit(root string) (float64, bool) {
+	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	if err != nil {
+		return 0, false
+	}
+	mi, err := os.ReadFile(filepath.Join(root, "proc/self/mountinfo"))
+	if err != nil {
+		return 0, false
+	}
+	v2path, v1path := parseProcCgroup(string(cg))
+	v2mount, v1mount := parseCgroupMounts(string(mi))
+	best, found := math.Inf(1), false
+	// The limit of a cgroup is the tightest along its path; container runtimes usually hide
+	// the parents, so this mostly reads one file.
+	if v2mount.point != "" && v2path != "" {
+		for _, dir := range ancestors(v2mount, v2path) {
+			if b, err := os.ReadFile(filepath.Join(root, dir, "cpu.max")); err == nil {
+				if l, ok := parseCPUMax(string(b)); ok && l < best {
+					best, found = l, true
+				}
+			}
+		}
+	}
+	if !found && v1mount.point != "" && v1path != "" {
+		for _, dir := range ancestors(v1mount, v1path) {
+			q, errQ := os.ReadFile(filepath.Join(root, dir, "cpu.cfs_quota_us"))
+			p, errP := os.ReadFile(filepath.Join(root, dir, "cpu.cfs_period_us"))
+			if errQ == nil && errP == nil {
+				if l, ok := parseCFS(string(q), string(p)); ok && l < best {
+					best, found = l, true
+				}
+			}
+		}
+	}
+	return best, found
+}
+
+type mount struct{ root, point string }
+
+// ancestors lists the directories of cgroup path and its parents, as mounted.
+func ancestors(m mount, path string) []string {
+	rel := strings.TrimPrefix(path, m.root)
+	if !strings.HasPrefix(path, m.root) {
+		rel = "/" // the cgroup is outside what is mounted (a cgroup namespace): use the mount
+	}
+	var dirs []string
+	for rel = filepath.Clean("/" + rel); ; rel = filepath.Dir(rel) {
+		dirs = append(dirs, filepath.Join(m.point, rel))
+		if rel == "/" {
+			return dirs
+		}
+	}
+}
+
+// parseProcCgroup reads /proc/self/cgroup: the v2 path ("0::/path") and the v1 path of the
+// hierarchy holding the cpu controller ("4:cpu,cpuacct:/path").
+func parseProcCgroup(s string) (v2, v1 string) {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if f[0] == "0" && f[1] == "" {
+			v2 = f[2]
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			if c == "cpu" {
+				v1 = f[2]
+			}
+		}
+	}
+	return v2, v1
+}
+
+// parseCgroupMounts reads /proc/self/mountinfo for the cgroup2 mount and the v1 cpu mount.
+// A line: "36 35 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw".
+func parseCgroupMounts(s string) (v2, v1 mount) {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		m := mount{root: f[3], point: f[4]}
+		switch g[0] {
+		case "cgroup2":
+			if v2.point == "" {
+				v2 = m
+			}
+		case "cgroup":
+			for _, opt := range strings.Split(g[2], ",") {
+				if opt == "cpu" && v1.point == "" {
+					v1 = m
+				}
+			}
+		}
+	}
+	return v2, v1
+}
+
+// parseCPUMax reads cgroup v2 cpu.max: "max 100000" (no limit) or "150000 100000" (1.5 CPUs).
+func parseCPUMax(s string) (float64, bool) {
+	f := strings.Fields(s)
+	if len(f) != 2 || f[0] == "max" {
+		return 0, false
+	}
+	return ratio(f[0], f[1])
+}
+
+// parseCFS reads cgroup v1 cpu.cfs_quota_us (-1: no limit) and cpu.cfs_period_us.
+func parseCFS(quota, period string) (float64, bool) {
+	return ratio(strings.TrimSpace(quota), strings.TrimSpace(period))
+}
+
+func ratio(quota, period string) (float64, bool) {
+	q, err1 := strconv.ParseFloat(quota, 64)
+	p, err2 := strconv.ParseFloat(period, 64)
+	if err1 != nil || err2 != nil || q <= 0 || p <= 0 {
+		return 0, false
+	}
+	return q / p, true
+}

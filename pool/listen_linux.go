@@ -1,0 +1,100 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/narwhal-init/narwhal/config"
+	"golang.org/x/sys/unix"
+)
+
+// Socket is a listener narwhal bound and keeps open for its whole life, so connections wait in
+// its backlog while no worker accepts, and none is lost when a worker stops.
+type Socket struct {
+	config.Listener
+	ln    net.Listener
+	fd    int    // a close-on-exec duplicate that spawn hands to workers
+	Inode uint64 // how /proc names it: socket:[Inode]
+}
+
+// Bind opens every listener with the given backlog. On error, those already open are closed.
+func Bind(ls config.Listeners, backlog int) ([]*Socket, error) {
+	var out []*Socket
+	for _, l := range ls {
+		s, err := bind(l, backlog)
+		if err != nil {
+			CloseAll(out)
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func bind(l config.Listener, backlog int) (*Socket, error) {
+	if l.Network == "unix" && !strings.HasPrefix(l.Address, "@") {
+		removeStaleSocket(l.Address)
+	}
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), l.Network, l.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+	}
+	s := &Socket{Listener: l, ln: ln, fd: -1}
+	rc, err := ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+	}
+	var opErr error
+	err = rc.Control(func(fd uintptr) {
+		// Go listens with the system's somaxconn; listen(2) again sets our backlog.
+		if opErr = unix.Listen(int(fd), backlog); opErr != nil {
+			return
+		}
+		var st unix.Stat_t
+		if opErr = unix.Fstat(int(fd), &st); opErr != nil {
+			return
+		}
+		s.Inode = st.Ino
+		s.fd, opErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if err = errors.Join(err, opErr); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listener %s (%s): %w", l.Name, l.Address, err)
+	}
+	if l.Network != "unix" && l.Port() == 0 {
+		s.Address = ln.Addr().String()
+	}
+	return s, nil
+}
+
+// removeStaleSocket deletes a socket file left by an earlier run; it leaves any other file.
+func removeStaleSocket(path string) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+}
+
+// Close closes the listener; it is safe to call twice.
+func (s *Socket) Close() {
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+}
+
+// CloseAll closes every socket.
+func CloseAll(ss []*Socket) {
+	for _, s := range ss {
+		s.Close()
+	}
+}

@@ -1,0 +1,108 @@
+package pool
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// notifyEvent is one message from a worker: over NOTIFY_SOCKET, sender is the PID the kernel
+// vouches for (SCM_CREDENTIALS); over a worker's pipe, sender is that worker.
+type notifyEvent struct {
+	sender   int
+	fromPipe bool
+	msg      string
+}
+
+// notifySocket receives sd_notify datagrams on an abstract unix socket. Abstract names live in
+// the network namespace, which a pod's containers share, so the name is random and every
+// message is checked against its sender's PID.
+type notifySocket struct {
+	conn *net.UnixConn
+	addr string // "@narwhal-notify-…", the value of NOTIFY_SOCKET
+}
+
+func listenNotify() (*notifySocket, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	addr := fmt.Sprintf("@narwhal-notify-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("notify socket: %w", err)
+	}
+	rc, err := conn.SyscallConn()
+	if err == nil {
+		var opErr error
+		err = rc.Control(func(fd uintptr) {
+			opErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+		})
+		err = errors.Join(err, opErr)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("notify socket: SO_PASSCRED: %w", err)
+	}
+	return &notifySocket{conn: conn, addr: addr}, nil
+}
+
+// run reads datagrams until the socket is closed. A datagram without credentials has sender 0,
+// which matches no worker.
+func (n *notifySocket) run(out chan<- any) {
+	buf := make([]byte, MaxNotify+1)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	for {
+		nb, noob, _, _, err := n.conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		out <- notifyEvent{sender: credPID(oob[:noob]), msg: string(buf[:nb])}
+	}
+}
+
+func credPID(oob []byte) int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for i := range msgs {
+		if c, err := unix.ParseUnixCredentials(&msgs[i]); err == nil {
+			return int(c.Pid)
+		}
+	}
+	return 0
+}
+
+func (n *notifySocket) Close() { n.conn.Close() }
+
+// readPipe forwards each line a worker writes to its NARWHAL_NOTIFY_FD, until every holder of
+// the write end has closed it (the worker and its descendants have exited).
+func readPipe(r *os.File, worker int, out chan<- any) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 512), MaxNotify)
+	for sc.Scan() {
+		out <- notifyEvent{sender: worker, fromPipe: true, msg: sc.Text()}
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		out <- notifyEvent{sender: worker, fromPipe: true, msg: "\x00too long"}
+	}
+}
+
+// tcpMigrateReq reports net.ipv4.tcp_migrate_req, which decides whether connections queued on
+// a closing SO_REUSEPORT socket move to another socket (1) or are reset (0).
+func tcpMigrateReq() (bool, error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req")
+	if err != nil {
+		return false, err
+	}
+	return len(b) > 0 && b[0] == '1', nil
+}

@@ -1,0 +1,303 @@
+package pool
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Accept detection: a worker is ready once it waits for connections on one of the sockets that
+// matter, which /proc shows without any change to the app:
+//   - the socket is in one of its epoll sets (fdinfo of an eventpoll fd lists "tfd: N … ino: X");
+//   - a thread is blocked in accept/accept4 on it, or in poll/ppoll or select/pselect6 with it
+//     among the fds (task/TID/syscall gives the call and its arguments; the fd array is read
+//     from /proc/PID/mem).
+// The worker's descendants count too (sh -c, npm start).
+
+// detector finds whether a process tree waits on any of the wanted socket inodes.
+type detector struct {
+	proc string // "/proc"; tests point it at fixtures
+	// wanted returns the socket inodes that count, asked afresh on each check because in
+	// reuseport mode they are the worker's own sockets, found in /proc/net/tcp.
+	wanted func() map[uint64]bool
+	// owning: holding a wanted socket is enough (reuseport: the worker's own listening socket);
+	// otherwise the worker must wait on it, since every worker holds the inherited listeners.
+	owning bool
+}
+
+// accepting reports whether pid or one of its descendants waits on a wanted socket.
+func (d *detector) accepting(pid int) bool {
+	want := d.wanted()
+	if len(want) == 0 {
+		return false
+	}
+	for _, p := range append([]int{pid}, d.descendants(pid)...) {
+		if d.processAccepting(p, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
+	base := filepath.Join(d.proc, strconv.Itoa(pid))
+	entries, err := os.ReadDir(filepath.Join(base, "fd"))
+	if err != nil {
+		return false
+	}
+	socketOf := map[int]uint64{} // fd -> socket inode
+	var epolls []int
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		link, err := os.Readlink(filepath.Join(base, "fd", e.Name()))
+		if err != nil {
+			continue
+		}
+		if ino, ok := socketInode(link); ok {
+			if d.owning && want[ino] {
+				return true
+			}
+			socketOf[fd] = ino
+		} else if link == "anon_inode:[eventpoll]" {
+			epolls = append(epolls, fd)
+		}
+	}
+	for _, fd := range epolls {
+		b, err := os.ReadFile(filepath.Join(base, "fdinfo", strconv.Itoa(fd)))
+		if err != nil {
+			continue
+		}
+		for _, t := range parseEpollTargets(string(b)) {
+			if want[t.ino] || want[socketOf[t.fd]] {
+				return true
+			}
+		}
+	}
+	tasks, _ := os.ReadDir(filepath.Join(base, "task"))
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(base, "task", task.Name(), "syscall"))
+		if err != nil {
+			continue
+		}
+		sc, ok := parseSyscall(string(b))
+		if !ok {
+			continue
+		}
+		for _, fd := range d.waitedFDs(pid, sc) {
+			if want[socketOf[fd]] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// waitedFDs are the fds a thread blocked in syscall sc waits on for reading.
+func (d *detector) waitedFDs(pid int, sc syscallState) []int {
+	switch {
+	case acceptCalls[sc.nr]:
+		return []int{int(sc.args[0])}
+	case pollCalls[sc.nr]:
+		n := min(sc.args[1], 4096)
+		b, err := d.readMem(pid, sc.args[0], int(n)*8) // struct pollfd { int fd; short events, revents; }
+		if err != nil {
+			return nil
+		}
+		var fds []int
+		for i := 0; i+8 <= len(b); i += 8 {
+			fds = append(fds, int(int32(binary.LittleEndian.Uint32(b[i:]))))
+		}
+		return fds
+	case selectCalls[sc.nr]:
+		nfds := min(sc.args[0], 4096)
+		b, err := d.readMem(pid, sc.args[1], int((nfds+63)/64*8)) // readfds bitmap
+		if err != nil {
+			return nil
+		}
+		return fdSetMembers(b, int(nfds))
+	}
+	return nil
+}
+
+func (d *detector) readMem(pid int, addr uint64, n int) ([]byte, error) {
+	if addr == 0 || n <= 0 {
+		return nil, fmt.Errorf("nothing to read")
+	}
+	f, err := os.Open(filepath.Join(d.proc, strconv.Itoa(pid), "mem"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	_, err = f.ReadAt(b, int64(addr))
+	return b, err
+}
+
+// fdSetMembers lists the fds below nfds set in an fd_set bitmap (little-endian longs).
+func fdSetMembers(b []byte, nfds int) []int {
+	var fds []int
+	for fd := 0; fd < nfds && fd/8 < len(b); fd++ {
+		if b[fd/8]&(1<<(fd%8)) != 0 {
+			fds = append(fds, fd)
+		}
+	}
+	return fds
+}
+
+func (d *detector) descendants(root int) []int {
+	entries, err := os.ReadDir(d.proc)
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d.proc, e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		if ppid, ok := statPPID(string(b)); ok {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	var out []int
+	for queue := children[root]; len(queue) > 0; queue = queue[1:] {
+		out = append(out, queue[0])
+		queue = append(queue, children[queue[0]]...)
+	}
+	return out
+}
+
+// statPPID reads the parent PID from /proc/PID/stat, counting fields after the last ')'.
+func statPPID(stat string) (int, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 2 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[1])
+	return n, err == nil
+}
+
+// socketInode reads "socket:[12345]", the target of a /proc/PID/fd link.
+func socketInode(link string) (uint64, bool) {
+	s, ok := strings.CutPrefix(link, "socket:[")
+	if !ok || !strings.HasSuffix(s, "]") {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+	return n, err == nil
+}
+
+type epollTarget struct {
+	fd  int
+	ino uint64 // 0 on kernels that do not print it
+}
+
+// parseEpollTargets reads the fdinfo of an eventpoll fd:
+// "tfd:        5 events:       19 data:                5  pos:0 ino:3b0e4 sdev:8".
+func parseEpollTargets(s string) []epollTarget {
+	var out []epollTarget
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "tfd:" {
+			continue
+		}
+		fd, err := strconv.Atoi(f[1])
+		if err != nil {
+			continue
+		}
+		t := epollTarget{fd: fd}
+		for _, kv := range f[2:] {
+			if v, ok := strings.CutPrefix(kv, "ino:"); ok {
+				t.ino, _ = strconv.ParseUint(v, 16, 64)
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+type syscallState struct {
+	nr   int
+	args [6]uint64
+}
+
+// parseSyscall reads /proc/PID/task/TID/syscall: "NR ARG1 … ARG6 SP PC" while blocked in a
+// system call, "-1 SP PC" or "running" otherwise.
+func parseSyscall(s string) (syscallState, bool) {
+	f := strings.Fields(s)
+	if len(f) < 7 {
+		return syscallState{}, false
+	}
+	nr, err := strconv.Atoi(f[0])
+	if err != nil || nr < 0 {
+		return syscallState{}, false
+	}
+	st := syscallState{nr: nr}
+	for i := range st.args {
+		v, err := strconv.ParseUint(strings.TrimPrefix(f[i+1], "0x"), 16, 64)
+		if err != nil {
+			return syscallState{}, false
+		}
+		st.args[i] = v
+	}
+	return st, true
+}
+
+// listeningInodes reads /proc/net/tcp or tcp6 and returns the inodes of sockets listening
+// (state 0A) on port, or on any port when port is 0.
+func listeningInodes(s string, port int) map[uint64]bool {
+	out := map[uint64]bool{}
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+		if len(f) < 10 || f[3] != "0A" {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		p, err := strconv.ParseUint(hexPort, 16, 16)
+		if err != nil || (port != 0 && int(p) != port) {
+			continue
+		}
+		if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil && ino != 0 {
+			out[ino] = true
+		}
+	}
+	return out
+}
+
+// portListeners is the wanted set for reuseport mode: every socket listening on port.
+func portListeners(proc string, port int) func() map[uint64]bool {
+	return func() map[uint64]bool {
+		out := map[uint64]bool{}
+		for _, name := range []string{"net/tcp", "net/tcp6"} {
+			b, err := os.ReadFile(filepath.Join(proc, name))
+			if err != nil {
+				continue
+			}
+			for ino := range listeningInodes(string(b), port) {
+				out[ino] = true
+			}
+		}
+		return out
+	}
+}

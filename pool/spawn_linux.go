@@ -1,0 +1,199 @@
+package pool
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ShimArg0 is the argv[0] under which narwhal re-executes itself between fork and the worker's
+// COMMAND, to set LISTEN_PID to the worker's own PID (Go cannot change the environment between
+// fork and exec). main checks for it before anything else.
+const ShimArg0 = "narwhal-listen-shim"
+
+// spawner starts workers; the supervisor calls it from its own goroutine only.
+type spawner struct {
+	argv      []string
+	self      string // narwhal's own executable, for the shim
+	sockets   []*Socket
+	reuseport bool
+	dir       string // NARWHAL_WORKER_DIR, resolved at each spawn
+	cred      *syscall.Credential
+	notify    string // NOTIFY_SOCKET
+	watchdog  string // WATCHDOG_USEC, empty when off
+	env       []string
+}
+
+// workerVars are set by narwhal for each worker and dropped from its own environment first.
+var workerVars = []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "NARWHAL_NOTIFY_FD",
+	"WATCHDOG_USEC", "WATCHDOG_PID", "NARWHAL_WORKER_ID", "NARWHAL_GENERATION", "EINHORN_FD_COUNT"}
+
+func baseEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "EINHORN_FD_") || contains(workerVars, k) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// spawn forks a worker for slot in generation gen. It returns the worker's PID and the read end
+// of its NARWHAL_NOTIFY_FD pipe. It must run inside reaper.Start.
+func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return 0, nil, fmt.Errorf("notify pipe: %w", err)
+	}
+	unix.SetNonblock(p[0], true) // the reader goes through Go's poller; the worker's end blocks
+	r := os.NewFile(uintptr(p[0]), "notify")
+	defer unix.Close(p[1])
+
+	files := []uintptr{0, 1, 2}
+	env := append([]string(nil), s.env...)
+	env = append(env,
+		"NARWHAL_WORKER_ID="+strconv.Itoa(slot),
+		"NARWHAL_GENERATION="+strconv.Itoa(gen),
+		"NOTIFY_SOCKET="+s.notify)
+	if s.watchdog != "" {
+		env = append(env, "WATCHDOG_USEC="+s.watchdog)
+	}
+	path, argv := "", s.argv
+	if len(s.sockets) > 0 && !s.reuseport {
+		names := make([]string, len(s.sockets))
+		for i, sock := range s.sockets {
+			files = append(files, uintptr(sock.fd))
+			names[i] = sock.Name
+			env = append(env, fmt.Sprintf("EINHORN_FD_%d=%d", i, 3+i))
+		}
+		n := strconv.Itoa(len(s.sockets))
+		env = append(env, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
+		path, argv = s.self, append([]string{ShimArg0}, s.argv...)
+	} else {
+		var err error
+		if path, err = lookPath(s.argv[0]); err != nil {
+			r.Close()
+			return 0, nil, err
+		}
+	}
+	files = append(files, uintptr(p[1]))
+	env = append(env, "NARWHAL_NOTIFY_FD="+strconv.Itoa(len(files)-1))
+
+	dir := ""
+	if s.dir != "" {
+		var err error
+		if dir, err = filepath.EvalSymlinks(s.dir); err != nil {
+			r.Close()
+			return 0, nil, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
+		}
+	}
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true,            // its own process group, so SIGKILL reaches its children too
+			Pdeathsig:  syscall.SIGKILL, // workers die with narwhal
+			Credential: s.cred,
+		},
+	})
+	if err != nil {
+		r.Close()
+		return 0, nil, fmt.Errorf("start %s: %w", s.argv[0], err)
+	}
+	return pid, r, nil
+}
+
+// lookPath finds a command as a shell would: a name with a '/' is a path, others go through PATH.
+func lookPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	return exec.LookPath(name)
+}
+
+// credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP; numbers need no
+// /etc/passwd. A user without a group runs with the user's primary group, or gid = uid.
+func credential(usr, group string) (*syscall.Credential, error) {
+	if usr == "" && group == "" {
+		return nil, nil
+	}
+	c := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
+	if usr != "" {
+		if n, err := strconv.ParseUint(usr, 10, 32); err == nil {
+			c.Uid, c.Gid = uint32(n), uint32(n)
+		} else {
+			u, err := user.Lookup(usr)
+			if err != nil {
+				return nil, fmt.Errorf("NARWHAL_WORKER_USER: %w", err)
+			}
+			uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+			gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+			c.Uid, c.Gid = uint32(uid), uint32(gid)
+		}
+	}
+	if group != "" {
+		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
+			c.Gid = uint32(n)
+		} else {
+			g, err := user.LookupGroup(group)
+			if err != nil {
+				return nil, fmt.Errorf("NARWHAL_WORKER_GROUP: %w", err)
+			}
+			gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+			c.Gid = uint32(gid)
+		}
+	}
+	return c, nil
+}
+
+// Shim is narwhal running as ShimArg0: it sets LISTEN_PID to its own PID and becomes argv.
+// pending are signals that reached it before the exec; each is raised again with its default
+// action, as if it had reached the worker before the worker handled it.
+func Shim(argv []string, pending []os.Signal) int {
+	for _, sig := range pending {
+		unix.Kill(os.Getpid(), sig.(syscall.Signal))
+	}
+	if len(argv) == 0 {
+		fmt.Fprintln(os.Stderr, "narwhal: shim: no command")
+		return 2
+	}
+	path, err := lookPath(argv[0])
+	if err == nil {
+		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		err = syscall.Exec(path, argv, os.Environ())
+	}
+	fmt.Fprintf(os.Stderr, "narwhal: cannot run %q: %v\n", argv[0], err)
+	if errnoIs(err, unix.ENOENT) || isNotFound(err) {
+		return 127
+	}
+	return 126
+}
+
+func errnoIs(err error, e syscall.Errno) bool {
+	errno, ok := err.(syscall.Errno)
+	return ok && errno == e
+}
+
+func isNotFound(err error) bool {
+	ee, ok := err.(*exec.Error)
+	return ok && ee.Err == exec.ErrNotFound
+}

@@ -1,0 +1,339 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/reaper"
+	"golang.org/x/sys/unix"
+)
+
+// detectEvery is how often a starting worker is checked for accepting on a listener.
+const detectEvery = 20 * time.Millisecond
+
+// Supervisor is the one goroutine that owns the pool's Machine: signals, exits, notify
+// messages and timers arrive as events on its loop, and it turns the machine's decisions into
+// processes. Nothing else touches the machine.
+type Supervisor struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	reaper  *reaper.Reaper
+	sockets []*Socket
+	spawner *spawner
+	notify  *notifySocket
+	detect  *detector // nil unless NARWHAL_READY=auto
+	m       *Machine
+	events  chan any
+
+	// NotifyDropped counts notify messages from processes that are not workers, or garbage.
+	NotifyDropped int
+}
+
+type exitEvent struct{ pid, code int }
+
+// Error is a pool that could not start; Code is narwhal's exit code.
+type Error struct {
+	Code int
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// New binds the listeners and prepares the pool; nothing is started yet. A COMMAND that cannot
+// be found or run is an *Error with code 127 or 126, found before any listener is bound.
+func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper) (*Supervisor, error) {
+	if err := checkCommand(argv[0], cfg.WorkerDir); err != nil {
+		return nil, err
+	}
+	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
+	if err != nil {
+		return nil, &Error{Code: 78, Err: err}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, &Error{Code: 1, Err: fmt.Errorf("find narwhal's own executable for the LISTEN_PID shim: %w", err)}
+	}
+	reuseport := cfg.SocketMode == "reuseport"
+	var sockets []*Socket
+	if !reuseport {
+		if sockets, err = Bind(cfg.Listen, cfg.Backlog); err != nil {
+			return nil, &Error{Code: 1, Err: err}
+		}
+	}
+	ns, err := listenNotify()
+	if err != nil {
+		CloseAll(sockets)
+		return nil, &Error{Code: 1, Err: err}
+	}
+	env := baseEnv(os.Environ())
+	if l := cfg.Listen.FirstTCP(); reuseport && l != nil {
+		env = append(removeVar(env, "PORT"), "PORT="+strconv.Itoa(l.Port()))
+	}
+	s := &Supervisor{
+		cfg: cfg, log: log, reaper: r, sockets: sockets, notify: ns,
+		events: make(chan any, 64),
+		spawner: &spawner{
+			argv: argv, self: self, sockets: sockets, reuseport: reuseport,
+			dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: env,
+		},
+	}
+	if cfg.WorkerTimeout > 0 {
+		s.spawner.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
+	}
+	if cfg.Ready == "auto" {
+		s.detect = s.detector(reuseport)
+	}
+	n := int(cfg.Workers)
+	if n == 0 {
+		n = AutoWorkers()
+	}
+	p := Params{
+		Workers: n, Surge: cfg.RolloutSurge,
+		ReadyTimeout: cfg.ReadyTimeout.D(), StopSignal: syscall.Signal(cfg.StopSignal), StopTimeout: cfg.StopTimeout.D(),
+		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
+	}
+	if cfg.Ready == "delay" {
+		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)
+	}
+	s.m = NewMachine(p, (*effects)(s), log)
+	return s, nil
+}
+
+// detector picks what counts as accepting: in inherit mode the passed listeners; otherwise the
+// worker's own socket listening on the first TCP port (or on any port, with no listener).
+func (s *Supervisor) detector(reuseport bool) *detector {
+	if !reuseport && len(s.sockets) > 0 {
+		want := map[uint64]bool{}
+		for _, sock := range s.sockets {
+			want[sock.Inode] = true
+		}
+		return &detector{proc: "/proc", wanted: func() map[uint64]bool { return want }}
+	}
+	port := 0
+	if l := s.cfg.Listen.FirstTCP(); l != nil {
+		port = l.Port()
+	}
+	return &detector{proc: "/proc", wanted: portListeners("/proc", port), owning: true}
+}
+
+func checkCommand(name, dir string) error {
+	if dir != "" && !filepath.IsAbs(name) && strings.Contains(name, "/") {
+		return nil // relative to a directory resolved at each spawn
+	}
+	path, err := lookPath(name)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(path); err == nil {
+			if fi.IsDir() || fi.Mode()&0o111 == 0 {
+				err = unix.EACCES
+			}
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
+		return &Error{Code: 127, Err: fmt.Errorf("cannot run %q: %w", name, err)}
+	default:
+		return &Error{Code: 126, Err: fmt.Errorf("cannot run %q: %w", name, err)}
+	}
+}
+
+// Run starts the pool and supervises it until a graceful stop ends, and returns narwhal's
+// exit code: 0 when every worker stopped within NARWHAL_STOP_TIMEOUT, 1 otherwise.
+func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
+	defer s.close()
+	go s.notify.run(s.events)
+	if s.cfg.SocketMode == "reuseport" {
+		if on, err := tcpMigrateReq(); err == nil && !on {
+			s.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a stopping worker's socket will be reset; set it to 1",
+				"event", "config")
+		}
+	}
+	for _, sock := range s.sockets {
+		s.log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
+	}
+	s.m.Start(time.Now())
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if done, code := s.m.Done(); done {
+			return code
+		}
+		now := time.Now()
+		wake := s.m.Next(now)
+		if s.detect != nil && s.m.Count(Starting) > 0 {
+			if d := now.Add(detectEvery); wake.IsZero() || d.Before(wake) {
+				wake = d
+			}
+		}
+		if wake.IsZero() {
+			wake = now.Add(time.Hour)
+		}
+		timer.Reset(wake.Sub(now))
+		select {
+		case sig := <-sigs:
+			s.signal(sig.(syscall.Signal))
+		case ev := <-s.events:
+			s.handle(ev)
+		case <-timer.C:
+			s.m.Tick(time.Now())
+			s.detectReady()
+		case <-ctx.Done():
+			s.m.Stop(time.Now())
+		}
+	}
+}
+
+func (s *Supervisor) signal(sig syscall.Signal) {
+	now := time.Now()
+	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
+	switch sig {
+	case syscall.SIGHUP, syscall.SIGUSR2:
+		s.m.Restart(now)
+	case syscall.SIGTTIN:
+		s.m.ScaleUp(now)
+	case syscall.SIGTTOU:
+		s.m.ScaleDown(now)
+	case syscall.SIGWINCH:
+		s.m.Zero(now)
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+		if !s.m.Stopping() {
+			s.log.Info("stopping gracefully", "event", "stopping", "signal", config.SignalName(sig),
+				"timeout", s.cfg.StopTimeout.String())
+		}
+		s.m.Stop(now)
+	case syscall.SIGUSR1:
+		s.m.Signal(sig)
+	}
+}
+
+func (s *Supervisor) handle(ev any) {
+	now := time.Now()
+	switch ev := ev.(type) {
+	case exitEvent:
+		s.m.Exited(now, ev.pid, ev.code)
+	case notifyEvent:
+		s.handleNotify(now, ev)
+	}
+}
+
+func (s *Supervisor) handleNotify(now time.Time, ev notifyEvent) {
+	pid := ev.sender
+	if !ev.fromPipe {
+		pid = s.workerOf(ev.sender)
+	}
+	if pid == 0 {
+		s.NotifyDropped++
+		s.log.Warn("notify message from a process that is not a worker, dropped", "event", "notify_dropped",
+			"pid", ev.sender)
+		return
+	}
+	n, err := ParseNotify(ev.msg)
+	if err != nil {
+		s.NotifyDropped++
+		s.log.Warn("malformed notify message, dropped", "event", "notify_dropped", "pid", pid, "error", err)
+		return
+	}
+	if n.Ready && s.cfg.Ready != "delay" {
+		s.m.MarkReady(now, pid)
+	}
+	if n.WatchdogTrigger {
+		s.m.Replace(now, pid, ReasonWatchdog)
+	}
+	if n.HasStatus {
+		s.log.Debug("worker status", "event", "status", "pid", pid, "status", n.Status)
+	}
+}
+
+// workerOf maps a sender PID to the worker it is or descends from, or 0.
+func (s *Supervisor) workerOf(pid int) int {
+	workers := map[int]bool{}
+	for _, w := range s.m.Workers() {
+		workers[w.PID] = true
+	}
+	for depth := 0; pid > 1 && depth < 64; depth++ {
+		if workers[pid] {
+			return pid
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0
+		}
+		ppid, ok := statPPID(string(b))
+		if !ok {
+			return 0
+		}
+		pid = ppid
+	}
+	return 0
+}
+
+func (s *Supervisor) detectReady() {
+	if s.detect == nil {
+		return
+	}
+	for _, w := range s.m.Workers() {
+		if w.State == Starting && s.detect.accepting(w.PID) {
+			s.m.MarkReady(time.Now(), w.PID)
+		}
+	}
+}
+
+func (s *Supervisor) close() {
+	s.notify.Close()
+	CloseAll(s.sockets)
+}
+
+// effects carries out the machine's decisions.
+type effects Supervisor
+
+func (e *effects) Spawn(slot, gen int) (int, error) {
+	var notifyR *os.File
+	pid, exited, err := e.reaper.Start(func() (int, error) {
+		pid, r, err := e.spawner.spawn(slot, gen)
+		notifyR = r
+		return pid, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		ex := <-exited
+		e.events <- exitEvent{pid: pid, code: ex.Code()}
+	}()
+	go readPipe(notifyR, pid, e.events)
+	return pid, nil
+}
+
+func (e *effects) Signal(pid int, sig syscall.Signal, group bool) {
+	target := pid
+	if group {
+		target = -pid
+	}
+	if err := unix.Kill(target, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		e.log.Warn("cannot signal worker", "event", "signal", "pid", pid, "signal", config.SignalName(sig), "error", err)
+	}
+}
+
+func removeVar(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if len(kv) <= len(name) || kv[:len(name)+1] != name+"=" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
