@@ -1,9 +1,12 @@
 // Command server is narwhal's example worker in Go: an HTTP server on the listener narwhal
 // passes down (systemd socket activation: LISTEN_PID, LISTEN_FDS, fd 3), or on $PORT when run
 // alone. It answers with its PID, NARWHAL_WORKER_ID and NARWHAL_GENERATION, has /slow?ms=N for
-// drain tests, and on SIGTERM finishes the requests in flight before it exits.
+// drain tests, and on SIGTERM stops accepting and answers every request it has accepted
+// before it exits.
 //
 // BOOT_DELAY (a duration) makes it take that long to start, like a real app loading its code.
+// NOTIFY=socket or NOTIFY=fd sends READY=1 once it listens, over NOTIFY_SOCKET or over
+// NARWHAL_NOTIFY_FD; without it, narwhal sees it accepting and needs no message.
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -29,18 +33,43 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: routes(), ReadHeaderTimeout: 10 * time.Second}
+	// Every connection accepted is counted until it closes. The hook runs for StateNew inside
+	// Serve's accept loop, so once Serve returns no connection can be missed.
+	var conns sync.WaitGroup
+	srv := &http.Server{
+		Handler:           routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				conns.Done()
+			}
+		},
+	}
+	if err := notifyReady(os.Getenv("NOTIFY")); err != nil {
+		log.Fatal(err)
+	}
 
+	// On SIGTERM: stop accepting, answer every request already accepted, then exit. Not
+	// srv.Shutdown: it closes a connection whose request it reads after shutdown began without
+	// answering it, which drops requests when the listener is shared and others keep serving.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-stop
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx) // stops accepting, waits for requests in flight
+		srv.SetKeepAlivesEnabled(false) // each connection closes after its reply; idle ones now
+		ln.Close()
 	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		log.Fatal(err)
+	}
+	drained := make(chan struct{})
+	go func() { conns.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(30 * time.Second):
 	}
 }
 
@@ -57,7 +86,38 @@ func listener() (net.Listener, error) {
 	if port == "" {
 		port = "8080"
 	}
-	return net.Listen("tcp", ":"+port)
+	// SO_REUSEPORT lets every worker bind the port itself (NARWHAL_SOCKET_MODE=reuseport).
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+		})
+		return err
+	}}
+	return lc.Listen(context.Background(), "tcp", ":"+port)
+}
+
+// notifyReady tells narwhal the worker is ready, the sd_notify way or through the pipe.
+func notifyReady(how string) error {
+	switch how {
+	case "socket":
+		addr := os.Getenv("NOTIFY_SOCKET")
+		c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("READY=1\nSTATUS=serving"))
+		return err
+	case "fd":
+		fd, err := strconv.Atoi(os.Getenv("NARWHAL_NOTIFY_FD"))
+		if err != nil {
+			return err
+		}
+		_, err = os.NewFile(uintptr(fd), "notify").Write([]byte("READY=1\n"))
+		return err
+	}
+	return nil
 }
 
 func routes() *http.ServeMux {
@@ -72,8 +132,12 @@ func routes() *http.ServeMux {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(hello)
 	})
+	// /slow sends its headers at once, so a client knows a worker holds the request, then
+	// takes ms milliseconds to send the body.
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "slept %dms in pid %d\n", ms, os.Getpid())
 	})

@@ -1,0 +1,215 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var (
+	exampleOnce sync.Once
+	exampleErr  error
+)
+
+// Example returns the command line of the bundled example worker in lang (go, node, python),
+// building the Go one once.
+func Example(t testing.TB, lang string) []string {
+	t.Helper()
+	root := moduleRoot()
+	switch lang {
+	case "node":
+		needTool(t, "node")
+		return []string{"node", filepath.Join(root, "examples/node/server.js")}
+	case "python":
+		needTool(t, "python3")
+		return []string{"python3", filepath.Join(root, "examples/python/server.py")}
+	}
+	Binary(t) // makes buildDir
+	exampleOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "example-go"), "./examples/go")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			exampleErr = fmt.Errorf("build example: %v\n%s", err, out)
+		}
+	})
+	if exampleErr != nil {
+		t.Fatal(exampleErr)
+	}
+	return []string{filepath.Join(buildDir, "example-go")}
+}
+
+func needTool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("NARWHAL_E2E") == "required" {
+			t.Fatalf("%s is not installed, and NARWHAL_E2E=required", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Get fetches url on a fresh connection and returns the body.
+func Get(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	return string(b), err
+}
+
+// Load sends requests from several clients until stopped: some open a new connection per
+// request, some keep theirs alive. Every error and non-200 answer counts as a failure.
+type Load struct {
+	Sent, Failed atomic.Int64
+	mu           sync.Mutex
+	errs         []string
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+}
+
+// StartLoad begins sending GET url from fresh + keepalive clients.
+func StartLoad(url string, fresh, keepalive int) *Load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Load{cancel: cancel}
+	client := func(keep bool) *http.Client {
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: !keep, MaxIdleConnsPerHost: 1}}
+	}
+	for i := 0; i < fresh+keepalive; i++ {
+		i, c := i, client(i >= fresh)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			kind := "fresh connection"
+			if i >= fresh {
+				kind = "keep-alive"
+			}
+			for ctx.Err() == nil {
+				l.one(ctx, c, url, kind)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *Load) one(ctx context.Context, c *http.Client, url, kind string) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := c.Do(req)
+	if ctx.Err() != nil {
+		return // stopped by the test, not a failure
+	}
+	l.Sent.Add(1)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		l.Failed.Add(1)
+		l.mu.Lock()
+		if len(l.errs) < 10 {
+			l.errs = append(l.errs, time.Now().UTC().Format("15:04:05.000000")+" "+kind+": "+err.Error())
+		}
+		l.mu.Unlock()
+	}
+}
+
+// Stop ends the load and waits for the clients.
+func (l *Load) Stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// Errors are the first failures seen.
+func (l *Load) Errors() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.errs, "\n")
+}
+
+// LiveChildren counts pid's children that are not zombies.
+func LiveChildren(pid int) int {
+	n := 0
+	for _, c := range Children(pid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+		if err == nil && !strings.Contains(string(b), ") Z ") {
+			n++
+		}
+	}
+	return n
+}
+
+// Sampler records the most children pid had at once, sampled every millisecond or so.
+type Sampler struct {
+	Max    atomic.Int64
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func SampleChildren(pid int) *Sampler {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Sampler{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for ctx.Err() == nil {
+			if n := int64(stillChildren(pid, Children(pid))); n > s.Max.Load() {
+				s.Max.Store(n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return s
+}
+
+// stillChildren counts the pids that are still children of parent. The kernel lists children
+// per thread and the lists are read one after another, so a worker reaped between two reads
+// can appear beside its successor; a reaped process has no /proc entry when checked after.
+func stillChildren(parent int, pids []int) int {
+	n := 0
+	for _, c := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 1 && f[1] == strconv.Itoa(parent) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Sampler) Stop() int {
+	s.cancel()
+	<-s.done
+	return int(s.Max.Load())
+}

@@ -1,0 +1,355 @@
+package pool_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/narwhal-init/narwhal/internal/e2e"
+)
+
+const timeout = 30 * time.Second
+
+type hello struct {
+	PID        int    `json:"pid"`
+	WorkerID   string `json:"worker_id"`
+	Generation string `json:"generation"`
+	ListenPID  string `json:"listen_pid"`
+}
+
+// pool starts narwhal as PID 1 with a pool of cmd listening on a fresh port.
+func pool(t *testing.T, env []string, cmd ...string) (*e2e.Proc, string) {
+	t.Helper()
+	port := e2e.FreePort(t)
+	env = append([]string{
+		"NARWHAL_LISTEN=127.0.0.1:" + strconv.Itoa(port),
+		"NARWHAL_METRICS_ADDR=off",
+	}, env...)
+	p := e2e.Start(t, e2e.Options{Env: env}, cmd...)
+	return p, fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+func waitEvents(t *testing.T, p *e2e.Proc, event string, n int) {
+	t.Helper()
+	ok := e2e.Eventually(timeout, func() bool { return e2e.Count(p.Stderr(), `"event":"`+event+`"`) >= n })
+	if !ok {
+		t.Fatalf("%d %q events within %s, want %d", e2e.Count(p.Stderr(), `"event":"`+event+`"`), event, timeout, n)
+	}
+}
+
+func getHello(t *testing.T, url string) hello {
+	t.Helper()
+	body, err := e2e.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	var h hello
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("GET %s: %q: %v", url, body, err)
+	}
+	return h
+}
+
+// TestPoolSharesOneSocket: three workers answer on one port, each with LISTEN_PID its own PID.
+func TestPoolSharesOneSocket(t *testing.T) {
+	e2e.Require(t)
+	p, url := pool(t, []string{"NARWHAL_WORKERS=3"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 3)
+	pids := map[int]bool{}
+	for i := 0; i < 300; i++ {
+		h := getHello(t, url)
+		if strconv.Itoa(h.PID) != h.ListenPID {
+			t.Fatalf("worker %d saw LISTEN_PID=%s", h.PID, h.ListenPID)
+		}
+		if h.Generation != "1" || h.WorkerID == "" {
+			t.Fatalf("worker environment: %+v", h)
+		}
+		pids[h.PID] = true
+	}
+	if len(pids) < 2 {
+		t.Errorf("300 requests on fresh connections reached %d worker(s), want at least 2", len(pids))
+	}
+	t.Logf("300 requests answered by %d workers", len(pids))
+}
+
+// TestZeroDowntimeRollingRestarts: ten rolling restarts of four slow-booting workers under
+// continuous load lose no request, replace every PID, and never exceed N + surge processes.
+func TestZeroDowntimeRollingRestarts(t *testing.T) {
+	e2e.Require(t)
+	for _, lang := range []string{"go", "node"} {
+		t.Run(lang, func(t *testing.T) {
+			const n, rollouts = 4, 10
+			p, url := pool(t, []string{"NARWHAL_WORKERS=4", "BOOT_DELAY=300ms"}, e2e.Example(t, lang)...)
+			waitEvents(t, p, "ready", n)
+			before := map[int]bool{}
+			for i := 0; i < 100 && len(before) < n; i++ {
+				before[getHello(t, url).PID] = true
+			}
+
+			sampler := e2e.SampleChildren(p.PID)
+			load := e2e.StartLoad(url, 4, 2)
+			start := time.Now()
+			for i := 1; i <= rollouts; i++ {
+				p.Signal(syscall.SIGHUP)
+				waitEvents(t, p, "rollout_completed", i)
+			}
+			took := time.Since(start)
+			load.Stop()
+			most := sampler.Stop()
+
+			if f := load.Failed.Load(); f != 0 {
+				t.Errorf("%d of %d requests failed:\n%s", f, load.Sent.Load(), load.Errors())
+			}
+			if load.Sent.Load() < 100 {
+				t.Errorf("only %d requests sent", load.Sent.Load())
+			}
+			if most > n+1 {
+				t.Errorf("up to %d workers at once, want at most N + surge = %d", most, n+1)
+			}
+			after := map[int]bool{}
+			for i := 0; i < 200 && len(after) < n; i++ {
+				h := getHello(t, url)
+				if h.Generation != strconv.Itoa(1+rollouts) {
+					t.Fatalf("after %d rollouts a worker of generation %s answered", rollouts, h.Generation)
+				}
+				after[h.PID] = true
+			}
+			for pid := range after {
+				if before[pid] {
+					t.Errorf("worker %d survived %d rollouts", pid, rollouts)
+				}
+			}
+			t.Logf("%s: %d rollouts of %d workers in %s (%.2fs each), %d requests sent, %d failed, at most %d workers",
+				lang, rollouts, n, took.Round(time.Millisecond), took.Seconds()/rollouts, load.Sent.Load(), load.Failed.Load(), most)
+		})
+	}
+}
+
+// TestRolloutAbortsWhenNotReady: new workers that never become ready abort the rollout after
+// NARWHAL_READY_TIMEOUT; the old generation keeps serving every request.
+func TestRolloutAbortsWhenNotReady(t *testing.T) {
+	e2e.Require(t)
+	broken := filepath.Join(t.TempDir(), "broken")
+	// The same command, executed afresh by the rollout, now finds the flag and never listens.
+	script := fmt.Sprintf(`if [ -e %s ]; then exec sleep 1000; fi; exec %s`, broken, e2e.Example(t, "go")[0])
+	p, url := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_READY_TIMEOUT=1s"}, "sh", "-c", script)
+	waitEvents(t, p, "ready", 2)
+	if err := os.WriteFile(broken, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := e2e.StartLoad(url, 3, 1)
+	p.Signal(syscall.SIGHUP)
+	waitEvents(t, p, "rollout_aborted", 1)
+	load.Stop()
+	if f := load.Failed.Load(); f != 0 {
+		t.Errorf("%d of %d requests failed during the aborted rollout:\n%s", f, load.Sent.Load(), load.Errors())
+	}
+	if h := getHello(t, url); h.Generation != "1" {
+		t.Errorf("after the abort generation %s answered, want 1", h.Generation)
+	}
+	t.Logf("aborted rollout: %d requests, %d failed", load.Sent.Load(), load.Failed.Load())
+}
+
+func TestCrashedWorkerIsReplaced(t *testing.T) {
+	e2e.Require(t)
+	p, url := pool(t, []string{"NARWHAL_WORKERS=2"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 2)
+	victim := e2e.Children(p.PID)[0]
+	syscall.Kill(victim, syscall.SIGKILL)
+	waitEvents(t, p, "ready", 3)
+	if !strings.Contains(p.Stderr(), `"reason":"crash"`) {
+		t.Error("the killed worker's exit was not logged as a crash")
+	}
+	getHello(t, url)
+	if n := e2e.LiveChildren(p.PID); n != 2 {
+		t.Errorf("%d workers after the replacement, want 2", n)
+	}
+}
+
+// TestCrashLoopBacksOff: a worker that exits at once is restarted after 100ms, 200ms, 400ms, …
+// so over 5s it starts about 6 times, not 50, and narwhal uses almost no CPU.
+func TestCrashLoopBacksOff(t *testing.T) {
+	e2e.Require(t)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=1"}, "sh", "-c", "exit 3")
+	waitEvents(t, p, "start", 1)
+	cpu0, t0 := cpuTicks(t, p.PID), time.Now()
+	starts0 := e2e.Count(p.Stderr(), `"event":"start"`)
+	window := time.NewTimer(5 * time.Second) // a measurement window, not a wait for something
+	<-window.C
+	starts := e2e.Count(p.Stderr(), `"event":"start"`) - starts0
+	cpu := float64(cpuTicks(t, p.PID)-cpu0) / 100 / time.Since(t0).Seconds()
+	if starts < 3 || starts > 8 {
+		t.Errorf("%d starts in 5s, want about 6 (backoff doubling from 100ms)", starts)
+	}
+	if cpu > 0.05 {
+		t.Errorf("narwhal used %.1f%% CPU during the crash loop, want under 5%%", cpu*100)
+	}
+	t.Logf("crash loop: %d starts in 5s, narwhal at %.2f%% CPU", starts, cpu*100)
+}
+
+func cpuTicks(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return utime + stime
+}
+
+// TestScaleSignals: TTIN adds one, TTOU removes one, WINCH stops all (listeners kept), HUP
+// brings the pool back to NARWHAL_WORKERS.
+func TestScaleSignals(t *testing.T) {
+	e2e.Require(t)
+	p, url := pool(t, []string{"NARWHAL_WORKERS=2"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 2)
+	workers := func(want int) {
+		t.Helper()
+		if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == want }) {
+			t.Fatalf("%d workers, want %d", e2e.LiveChildren(p.PID), want)
+		}
+	}
+	p.Signal(syscall.SIGTTIN)
+	workers(3)
+	p.Signal(syscall.SIGTTOU)
+	workers(2)
+	p.Signal(syscall.SIGWINCH)
+	workers(0)
+
+	// The listener stays open: a request made now waits in the backlog and is answered once
+	// SIGHUP brings the workers back.
+	answered := make(chan error, 1)
+	go func() { _, err := e2e.Get(url); answered <- err }()
+	p.Signal(syscall.SIGHUP)
+	workers(2)
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Errorf("request made while the pool was empty: %v", err)
+		}
+	case <-time.After(timeout):
+		t.Error("request made while the pool was empty was never answered")
+	}
+}
+
+// TestGracefulStop: SIGTERM while a slow request runs lets it finish, and narwhal exits 0.
+func TestGracefulStop(t *testing.T) {
+	e2e.Require(t)
+	p, url := pool(t, []string{"NARWHAL_WORKERS=2"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 2)
+	resp, err := http.Get(url + "/slow?ms=1500") // headers come at once: a worker holds it
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Signal(syscall.SIGTERM)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(body), "slept 1500ms") {
+		t.Errorf("slow request across SIGTERM: %q, %v", body, err)
+	}
+	if code := p.Wait(timeout); code != 0 {
+		t.Errorf("exit code = %d, want 0", code)
+	}
+}
+
+// TestStopTimeoutKills: workers that ignore SIGTERM are killed after NARWHAL_STOP_TIMEOUT and
+// narwhal exits 1.
+func TestStopTimeoutKills(t *testing.T) {
+	e2e.Require(t)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=50ms", "NARWHAL_STOP_TIMEOUT=1s"},
+		"sh", "-c", `trap "" TERM; exec sleep 1000`)
+	waitEvents(t, p, "ready", 2)
+	start := time.Now()
+	p.Signal(syscall.SIGTERM)
+	if code := p.Wait(timeout); code != 1 {
+		t.Errorf("exit code = %d, want 1", code)
+	}
+	if el := time.Since(start); el < time.Second || el > 10*time.Second {
+		t.Errorf("stopped after %s, want just over the 1s stop timeout", el)
+	}
+	if n := e2e.Count(p.Stderr(), `"signal":"SIGKILL"`); n != 2 {
+		t.Errorf("%d SIGKILLs logged, want 2", n)
+	}
+}
+
+// TestReuseport: workers bind the port themselves with SO_REUSEPORT.
+func TestReuseport(t *testing.T) {
+	e2e.Require(t)
+	p, url := pool(t, []string{"NARWHAL_WORKERS=3", "NARWHAL_SOCKET_MODE=reuseport"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 3)
+	pids := map[int]bool{}
+	for i := 0; i < 200; i++ {
+		h := getHello(t, url)
+		if h.ListenPID != "" {
+			t.Fatalf("reuseport worker got LISTEN_PID=%s", h.ListenPID)
+		}
+		pids[h.PID] = true
+	}
+	if len(pids) < 2 {
+		t.Errorf("200 requests reached %d worker(s), want at least 2", len(pids))
+	}
+}
+
+// TestReadiness: accept detection for the Go, Node and Python examples with no notify call,
+// and READY=1 over NOTIFY_SOCKET and NARWHAL_NOTIFY_FD when NARWHAL_READY=notify.
+func TestReadiness(t *testing.T) {
+	e2e.Require(t)
+	for _, tc := range []struct {
+		name, lang string
+		env        []string
+	}{
+		{"auto go", "go", nil},
+		{"auto node", "node", nil},
+		{"auto python", "python", nil},
+		{"notify socket go", "go", []string{"NARWHAL_READY=notify", "NOTIFY=socket"}},
+		{"notify socket python", "python", []string{"NARWHAL_READY=notify", "NOTIFY=socket"}},
+		{"notify fd go", "go", []string{"NARWHAL_READY=notify", "NOTIFY=fd"}},
+		{"notify fd node", "node", []string{"NARWHAL_READY=notify", "NOTIFY=fd"}},
+		{"notify fd python", "python", []string{"NARWHAL_READY=notify", "NOTIFY=fd"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append([]string{"NARWHAL_WORKERS=2", "NARWHAL_READY_TIMEOUT=20s"}, tc.env...)
+			p, url := pool(t, env, e2e.Example(t, tc.lang)...)
+			waitEvents(t, p, "ready", 2)
+			getHello(t, url)
+			var secs []string
+			for _, line := range strings.Split(p.Stderr(), "\n") {
+				if strings.Contains(line, `"event":"ready"`) {
+					var ev struct{ Seconds float64 }
+					json.Unmarshal([]byte(line), &ev)
+					secs = append(secs, fmt.Sprintf("%.0fms", ev.Seconds*1000))
+				}
+			}
+			t.Logf("start to ready: %s", strings.Join(secs, ", "))
+		})
+	}
+	t.Run("notify never sent", func(t *testing.T) {
+		p, _ := pool(t, []string{"NARWHAL_WORKERS=1", "NARWHAL_READY=notify", "NARWHAL_READY_TIMEOUT=500ms"}, e2e.Example(t, "go")...)
+		waitEvents(t, p, "ready_timeout", 1)
+		if strings.Contains(p.Stderr(), `"event":"ready"`) {
+			t.Error("a worker that never sent READY=1 was marked ready in notify mode")
+		}
+	})
+}
+
+// TestMissingCommand: a pool whose COMMAND does not exist starts nothing and exits 127.
+func TestMissingCommand(t *testing.T) {
+	e2e.Require(t)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=2"}, "no-such-app-xyz")
+	if code := p.Wait(timeout); code != 127 {
+		t.Errorf("exit code = %d, want 127", code)
+	}
+	if !strings.Contains(p.Stderr(), "no-such-app-xyz") {
+		t.Errorf("message does not name the command: %s", p.Stderr())
+	}
+}
