@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"reflect"
@@ -22,41 +23,43 @@ import (
 // Prefix of every variable narwhal reads.
 const Prefix = "NARWHAL"
 
-// Config is narwhal's whole configuration. Tags: envconfig (the name after NARWHAL_),
+// Config is narwhal's whole configuration. Tags: env (the name after NARWHAL_; envconfig derives
+// the same from the field name with split_words, and a test holds them equal; envconfig's own
+// tag is not used because it also reads the name without the prefix, such as LISTEN),
 // default (applied when unset), doc (the default as shown when it depends on the mode),
 // type (how --help names the accepted values), choices (for Choice fields), desc.
 type Config struct {
-	Workers      Workers   `envconfig:"WORKERS" default:"auto" type:"count|auto" desc:"pool size: a number of workers, or auto for the container's CPU limit (setting it selects pool mode)"`
-	Listen       Listeners `envconfig:"LISTEN" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
-	Backlog      int       `envconfig:"BACKLOG" default:"1024" type:"count" desc:"listen backlog of each listener"`
-	SocketMode   Choice    `envconfig:"SOCKET_MODE" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`
-	Ready        Choice    `envconfig:"READY" default:"auto" choices:"auto|notify|delay" desc:"when a worker counts as ready: auto (READY=1 or seen accepting), notify (READY=1 only), delay (NARWHAL_READY_DELAY after start)"`
-	ReadyDelay   Duration  `envconfig:"READY_DELAY" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
-	ReadyTimeout Duration  `envconfig:"READY_TIMEOUT" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
-	RolloutSurge int       `envconfig:"ROLLOUT_SURGE" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
-	WorkerDir    string    `envconfig:"WORKER_DIR" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`
-	WorkerUser   string    `envconfig:"WORKER_USER" type:"name|uid" desc:"user workers run as"`
-	WorkerGroup  string    `envconfig:"WORKER_GROUP" type:"name|gid" desc:"group workers run as"`
-	PreStart     Command   `envconfig:"PRE_START" type:"command" desc:"command run to completion before the first worker (split like a shell, no shell); non-zero exit stops narwhal with its code"`
+	Workers      Workers   `env:"WORKERS" split_words:"true" default:"auto" type:"count|auto" desc:"pool size: a number of workers, or auto for the container's CPU limit (setting it selects pool mode)"`
+	Listen       Listeners `env:"LISTEN" split_words:"true" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
+	Backlog      Int       `env:"BACKLOG" split_words:"true" default:"1024" type:"count" desc:"listen backlog of each listener"`
+	SocketMode   Choice    `env:"SOCKET_MODE" split_words:"true" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`
+	Ready        Choice    `env:"READY" split_words:"true" default:"auto" choices:"auto|notify|delay" desc:"when a worker counts as ready: auto (READY=1 or seen accepting), notify (READY=1 only), delay (NARWHAL_READY_DELAY after start)"`
+	ReadyDelay   Duration  `env:"READY_DELAY" split_words:"true" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
+	ReadyTimeout Duration  `env:"READY_TIMEOUT" split_words:"true" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
+	RolloutSurge Int       `env:"ROLLOUT_SURGE" split_words:"true" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
+	WorkerDir    string    `env:"WORKER_DIR" split_words:"true" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`
+	WorkerUser   string    `env:"WORKER_USER" split_words:"true" type:"name|uid" desc:"user workers run as"`
+	WorkerGroup  string    `env:"WORKER_GROUP" split_words:"true" type:"name|gid" desc:"group workers run as"`
+	PreStart     Command   `env:"PRE_START" split_words:"true" type:"command" desc:"command run to completion before the first worker (split like a shell, no shell); non-zero exit stops narwhal with its code"`
 
-	RestartDelay    Duration `envconfig:"RESTART_DELAY" default:"100ms" type:"duration" desc:"first delay before restarting a crashed worker; doubles per crash"`
-	RestartDelayMax Duration `envconfig:"RESTART_DELAY_MAX" default:"30s" type:"duration" desc:"longest delay between restarts of a crashing worker"`
-	WorkerTimeout   Duration `envconfig:"WORKER_TIMEOUT" default:"0" type:"duration" desc:"watchdog: a ready worker silent (no WATCHDOG=1) this long gets SIGABRT, then SIGKILL 2s later; 0 is off"`
-	MaxMemory       Bytes    `envconfig:"MAX_MEMORY" default:"0" type:"size" desc:"replace a worker whose resident memory (with descendants) exceeds this, e.g. 512Mi; 0 is off"`
-	MaxLifetime     Duration `envconfig:"MAX_LIFETIME" default:"0" type:"duration" desc:"replace a worker after this long, plus up to 10% random, e.g. 6h; 0 is off"`
-	MinReady        int      `envconfig:"MIN_READY" default:"1" type:"count" desc:"ready workers needed for /readyz to answer 200"`
+	RestartDelay    Duration `env:"RESTART_DELAY" split_words:"true" default:"100ms" type:"duration" desc:"first delay before restarting a crashed worker; doubles per crash"`
+	RestartDelayMax Duration `env:"RESTART_DELAY_MAX" split_words:"true" default:"30s" type:"duration" desc:"longest delay between restarts of a crashing worker"`
+	WorkerTimeout   Duration `env:"WORKER_TIMEOUT" split_words:"true" default:"0" type:"duration" desc:"watchdog: a ready worker silent (no WATCHDOG=1) this long gets SIGABRT, then SIGKILL 2s later; 0 is off"`
+	MaxMemory       Bytes    `env:"MAX_MEMORY" split_words:"true" default:"0" type:"size" desc:"replace a worker whose resident memory (with descendants) exceeds this, e.g. 512Mi; 0 is off"`
+	MaxLifetime     Duration `env:"MAX_LIFETIME" split_words:"true" default:"0" type:"duration" desc:"replace a worker after this long, plus up to 10% random, e.g. 6h; 0 is off"`
+	MinReady        Int      `env:"MIN_READY" split_words:"true" default:"1" type:"count" desc:"ready workers needed for /readyz to answer 200"`
 
-	StopSignal    Signal        `envconfig:"STOP_SIGNAL" default:"SIGTERM" type:"signal" desc:"signal that asks a worker (or a left-over process) to stop"`
-	StopTimeout   Duration      `envconfig:"STOP_TIMEOUT" default:"25s" type:"duration" desc:"time to stop gracefully before SIGKILL"`
-	DrainDelay    Duration      `envconfig:"DRAIN_DELAY" default:"5s" type:"duration" desc:"how long narwhal --drain waits after turning unready"`
-	SignalGroup   bool          `envconfig:"SIGNAL_GROUP" default:"false" type:"bool" desc:"init mode: forward signals to the child's whole process group"`
-	SignalRewrite SignalRewrite `envconfig:"SIGNAL_REWRITE" type:"FROM:TO,…" desc:"rewrite signals before forwarding, e.g. TERM:QUIT,USR1:0 (0 drops)"`
-	ExitRemap     ExitRemap     `envconfig:"EXIT_REMAP" type:"FROM:TO,…" desc:"report child exit codes as others, e.g. 143:0"`
+	StopSignal    Signal        `env:"STOP_SIGNAL" split_words:"true" default:"SIGTERM" type:"signal" desc:"signal that asks a worker (or a left-over process) to stop"`
+	StopTimeout   Duration      `env:"STOP_TIMEOUT" split_words:"true" default:"25s" type:"duration" desc:"time to stop gracefully before SIGKILL"`
+	DrainDelay    Duration      `env:"DRAIN_DELAY" split_words:"true" default:"5s" type:"duration" desc:"how long narwhal --drain waits after turning unready"`
+	SignalGroup   bool          `env:"SIGNAL_GROUP" split_words:"true" default:"false" type:"bool" desc:"init mode: forward signals to the child's whole process group"`
+	SignalRewrite SignalRewrite `env:"SIGNAL_REWRITE" split_words:"true" type:"FROM:TO,…" desc:"rewrite signals before forwarding, e.g. TERM:QUIT,USR1:0 (0 drops)"`
+	ExitRemap     ExitRemap     `env:"EXIT_REMAP" split_words:"true" type:"FROM:TO,…" desc:"report child exit codes as others, e.g. 143:0"`
 
-	MetricsAddr   Address `envconfig:"METRICS_ADDR" doc:":9090 (pool), none (init)" type:"host:port|off" desc:"address of /metrics, /livez, /healthz, /readyz; off disables"`
-	ControlSocket string  `envconfig:"CONTROL_SOCKET" doc:"@narwhal-<pidns>" type:"path|@name" desc:"control socket for --status, --drain, --healthcheck"`
-	LogFormat     Choice  `envconfig:"LOG_FORMAT" default:"auto" choices:"auto|text|json" desc:"auto: coloured text on a TTY, JSON otherwise"`
-	LogLevel      Choice  `envconfig:"LOG_LEVEL" default:"info" choices:"debug|info|warn|error" desc:"least severe level logged"`
+	MetricsAddr   Address `env:"METRICS_ADDR" split_words:"true" doc:":9090 (pool), none (init)" type:"host:port|off" desc:"address of /metrics, /livez, /healthz, /readyz; off disables"`
+	ControlSocket string  `env:"CONTROL_SOCKET" split_words:"true" doc:"@narwhal-<pidns>" type:"path|@name" desc:"control socket for --status, --drain, --healthcheck"`
+	LogFormat     Choice  `env:"LOG_FORMAT" split_words:"true" default:"auto" choices:"auto|text|json" desc:"auto: coloured text on a TTY, JSON otherwise"`
+	LogLevel      Choice  `env:"LOG_LEVEL" split_words:"true" default:"info" choices:"debug|info|warn|error" desc:"least severe level logged"`
 
 	// Pool is true when NARWHAL_WORKERS or NARWHAL_LISTEN is set.
 	Pool bool `ignored:"true"`
@@ -112,8 +115,13 @@ func (c *Config) validate() error {
 			f.value.SetString(v)
 		}
 	}
+	// bad quotes the value as the user wrote it, not as it was decoded.
 	bad := func(name string, v any, reason string) error {
-		return &Error{Prefix + "_" + name, fmt.Sprint(v), reason}
+		value, ok := os.LookupEnv(Prefix + "_" + name)
+		if !ok {
+			value = fmt.Sprint(v)
+		}
+		return &Error{Prefix + "_" + name, value, reason}
 	}
 	switch {
 	case c.Backlog < 1 || c.Backlog > 65535:
@@ -122,7 +130,7 @@ func (c *Config) validate() error {
 		return bad("ROLLOUT_SURGE", c.RolloutSurge, "want a whole number ≥ 1")
 	case c.MinReady < 0:
 		return bad("MIN_READY", c.MinReady, "want a whole number ≥ 0")
-	case c.Workers > 0 && c.MinReady > int(c.Workers):
+	case c.Workers > 0 && int(c.MinReady) > int(c.Workers):
 		return bad("MIN_READY", c.MinReady, fmt.Sprintf("want at most NARWHAL_WORKERS (%d)", c.Workers))
 	case c.ReadyTimeout == 0:
 		return bad("READY_TIMEOUT", c.ReadyTimeout, "want a duration greater than 0")
@@ -154,11 +162,12 @@ func (c *Config) checkMetricsAddr() error {
 	if addr == "" {
 		return nil
 	}
-	port := addr[strings.LastIndex(addr, ":")+1:]
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
 	for _, l := range c.Listen {
-		if l.Port() != 0 && strconv.Itoa(l.Port()) == port {
-			return &Error{Prefix + "_METRICS_ADDR", string(c.MetricsAddr),
-				fmt.Sprintf("port %s is taken by listener %s; choose another port or off", port, l.Name)}
+		if l.Port() != 0 && l.Port() == port {
+			return &Error{Prefix + "_METRICS_ADDR", addr,
+				fmt.Sprintf("port %d is taken by listener %s; choose another port or off", port, l.Name)}
 		}
 	}
 	return nil
@@ -224,7 +233,7 @@ func fields(c *Config) []field {
 	var fs []field
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
-		name := sf.Tag.Get("envconfig")
+		name := sf.Tag.Get("env")
 		if name == "" {
 			continue
 		}

@@ -53,7 +53,7 @@ func ParseListeners(s string) (Listeners, error) {
 			return nil, fmt.Errorf("%q: %w; %s", item, err, listenForms)
 		}
 		if names[l.Name] {
-			return nil, fmt.Errorf("listener name %q is used twice; %s", l.Name, listenForms)
+			return nil, fmt.Errorf("listener name %q is used twice (an unnamed listener is named listenN after its position); %s", l.Name, listenForms)
 		}
 		if key := l.Network + " " + l.Address; addrs[key] {
 			return nil, fmt.Errorf("address %s is listed twice; %s", l.Address, listenForms)
@@ -94,13 +94,14 @@ func parseListener(item string, i int) (Listener, error) {
 		if err != nil {
 			return l, fmt.Errorf("not host:port")
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n < 1 {
 			return l, fmt.Errorf("port %q is not a number from 1 to 65535", port)
 		}
 		if host != "" && net.ParseIP(host) == nil && host != "localhost" {
 			return l, fmt.Errorf("host %q is not an IP address", host)
 		}
-		l.Network, l.Address = scheme, net.JoinHostPort(host, port)
+		n, _ := strconv.Atoi(port)
+		l.Network, l.Address = scheme, net.JoinHostPort(host, strconv.Itoa(n)) // :08080 is :8080
 		return l, nil
 	default:
 		return l, fmt.Errorf("unknown scheme %q", scheme)
@@ -164,6 +165,7 @@ func SplitCommand(s string) (Command, error) {
 			}
 			if r != '\n' {
 				cur.WriteRune(r)
+				inWord = true
 			}
 			escaped = false
 		case quote == '\'':
@@ -173,7 +175,7 @@ func SplitCommand(s string) (Command, error) {
 				cur.WriteRune(r)
 			}
 		case r == '\\' && quote != '\'':
-			escaped, inWord = true, true
+			escaped = true // a word starts only if the escaped rune is kept (not a line break)
 		case quote == '"':
 			if r == '"' {
 				quote = 0

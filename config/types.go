@@ -18,24 +18,41 @@ import (
 // Signal is a signal given by name (TERM, SIGTERM, sigterm) or number (15).
 type Signal syscall.Signal
 
-// ParseSignal accepts a signal name with or without the SIG prefix, in any case, or its
-// number. SIGKILL and SIGSTOP are accepted: they are valid things to send, just not to catch.
+// Real-time signals as glibc and Docker number them: SIGRTMIN is 34 (32 and 33 are libc's).
+const (
+	sigRTMin = 34
+	sigRTMax = 64
+)
+
+// ParseSignal accepts a signal name with or without the SIG prefix, in any case (TERM,
+// SIGTERM, sigterm), its number (15 or SIG15, as SignalName prints unnamed ones), or a
+// real-time signal as RTMIN+n or RTMAX-n. SIGKILL and SIGSTOP are accepted: they are valid
+// things to send, just not to catch.
 func ParseSignal(s string) (Signal, error) {
 	s = strings.TrimSpace(s)
-	if n, err := strconv.Atoi(s); err == nil {
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	if n, err := strconv.Atoi(name); err == nil && !strings.ContainsAny(name, "+-") {
 		if n < 1 || n > 64 {
 			return 0, fmt.Errorf("signal number %d out of range 1-64", n)
 		}
 		return Signal(n), nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
+	for _, rt := range []struct {
+		prefix string
+		base   int
+		sign   int
+	}{{"RTMIN+", sigRTMin, 1}, {"RTMAX-", sigRTMax, -1}} {
+		if off, ok := strings.CutPrefix(name, rt.prefix); ok {
+			n, err := strconv.Atoi(off)
+			if sig := rt.base + rt.sign*n; err == nil && n >= 0 && sig >= sigRTMin && sig <= sigRTMax {
+				return Signal(sig), nil
+			}
+		}
 	}
-	if n := unix.SignalNum(name); n != 0 {
+	if n := unix.SignalNum("SIG" + name); n != 0 {
 		return Signal(n), nil
 	}
-	return 0, fmt.Errorf("unknown signal %q; want a name such as TERM or SIGTERM, or a number 1-64", s)
+	return 0, fmt.Errorf("unknown signal %q; want a name such as TERM or SIGTERM, RTMIN+n, or a number 1-64", s)
 }
 
 func (s *Signal) Decode(v string) error {
@@ -243,6 +260,18 @@ func (b *Bytes) Decode(v string) error {
 }
 
 func (b Bytes) String() string { return strconv.FormatInt(int64(b), 10) }
+
+// Int is a whole number written in decimal (envconfig would read 010 as octal 8).
+type Int int
+
+func (i *Int) Decode(v string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a whole number written in decimal")
+	}
+	*i = Int(n)
+	return nil
+}
 
 // Duration is a non-negative time.Duration ("25s", "1m30s", "0").
 type Duration time.Duration

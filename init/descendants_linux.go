@@ -1,19 +1,14 @@
 package pid1
 
 import (
-	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
+	"github.com/narwhal-init/narwhal/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
-// procRoot is where /proc is read; tests point it at fixture trees.
-var procRoot = "/proc"
+const procRoot = "/proc"
 
 // signalDescendants sends sig to every process below narwhal and reports how many it reached.
 // As PID 1 that is kill(-1), which the kernel confines to narwhal's PID namespace; as a
@@ -25,7 +20,7 @@ func signalDescendants(sig syscall.Signal) int {
 		}
 		return -1 // some, number unknown without a /proc of our own
 	}
-	pids, err := descendants(os.Getpid())
+	pids, err := proc.Descendants(procRoot, os.Getpid())
 	if err != nil {
 		return 0
 	}
@@ -36,53 +31,4 @@ func signalDescendants(sig syscall.Signal) int {
 		}
 	}
 	return n
-}
-
-// descendants lists the processes whose chain of parents leads to root.
-func descendants(root int) ([]int, error) {
-	entries, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil, err
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "stat"))
-		if err != nil {
-			continue // it exited while we looked
-		}
-		ppid, err := parsePPID(string(stat))
-		if err != nil {
-			continue
-		}
-		children[ppid] = append(children[ppid], pid)
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out, nil
-}
-
-// parsePPID reads the parent PID from the text of /proc/PID/stat. The command name in
-// parentheses may itself hold spaces and parentheses, so fields are counted from the last ')'.
-func parsePPID(stat string) (int, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 2 {
-		return 0, fmt.Errorf("stat: %d fields after the command name", len(f))
-	}
-	return strconv.Atoi(f[1])
 }

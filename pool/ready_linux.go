@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
 // Accept detection: a worker is ready once it waits for connections on one of the sockets that
@@ -35,7 +37,8 @@ func (d *detector) accepting(pid int) bool {
 	if len(want) == 0 {
 		return false
 	}
-	for _, p := range append([]int{pid}, d.descendants(pid)...) {
+	tree, _ := proc.Descendants(d.proc, pid)
+	for _, p := range append([]int{pid}, tree...) {
 		if d.processAccepting(p, want) {
 			return true
 		}
@@ -149,47 +152,6 @@ func fdSetMembers(b []byte, nfds int) []int {
 		}
 	}
 	return fds
-}
-
-func (d *detector) descendants(root int) []int {
-	entries, err := os.ReadDir(d.proc)
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(d.proc, e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		if ppid, ok := statPPID(string(b)); ok {
-			children[ppid] = append(children[ppid], pid)
-		}
-	}
-	var out []int
-	for queue := children[root]; len(queue) > 0; queue = queue[1:] {
-		out = append(out, queue[0])
-		queue = append(queue, children[queue[0]]...)
-	}
-	return out
-}
-
-// statPPID reads the parent PID from /proc/PID/stat, counting fields after the last ')'.
-func statPPID(stat string) (int, bool) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 2 {
-		return 0, false
-	}
-	n, err := strconv.Atoi(f[1])
-	return n, err == nil
 }
 
 // socketInode reads "socket:[12345]", the target of a /proc/PID/fd link.

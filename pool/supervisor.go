@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -67,7 +68,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper) 
 	reuseport := cfg.SocketMode == "reuseport"
 	var sockets []*Socket
 	if !reuseport {
-		if sockets, err = Bind(cfg.Listen, cfg.Backlog); err != nil {
+		if sockets, err = Bind(cfg.Listen, int(cfg.Backlog)); err != nil {
 			return nil, &Error{Code: 1, Err: err}
 		}
 	}
@@ -99,7 +100,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper) 
 		n = AutoWorkers()
 	}
 	p := Params{
-		Workers: n, Surge: cfg.RolloutSurge,
+		Workers: n, Surge: int(cfg.RolloutSurge),
 		ReadyTimeout: cfg.ReadyTimeout.D(), StopSignal: syscall.Signal(cfg.StopSignal), StopTimeout: cfg.StopTimeout.D(),
 		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
 	}
@@ -268,12 +269,8 @@ func (s *Supervisor) workerOf(pid int) int {
 		if workers[pid] {
 			return pid
 		}
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		ppid, err := proc.PPID("/proc", pid)
 		if err != nil {
-			return 0
-		}
-		ppid, ok := statPPID(string(b))
-		if !ok {
 			return 0
 		}
 		pid = ppid
