@@ -9,8 +9,10 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/narwhal .
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/example-go ./examples/go
 
+# A pool of the Go example on :8080, one worker per CPU of the container's limit.
+# Try: curl localhost:8080; kill -HUP <narwhal's pid> for a rolling restart; Ctrl-C to stop.
 demo: build
-	NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
+	NARWHAL_LISTEN=:8080 NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
 
 test:
 	$(GO) vet ./...
