@@ -169,6 +169,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	cancelled := ctx.Done() // set to nil once acted on: a closed channel is always ready
 	for {
 		if done, code := s.m.Done(); done {
 			return code
@@ -192,7 +193,8 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		case <-timer.C:
 			s.m.Tick(time.Now())
 			s.detectReady()
-		case <-ctx.Done():
+		case <-cancelled:
+			cancelled = nil
 			s.m.Stop(time.Now())
 		}
 	}
