@@ -11,9 +11,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/lmittmann/tint"
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/control"
 	pid1 "github.com/narwhal-init/narwhal/init"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
 	"github.com/narwhal-init/narwhal/pool"
@@ -86,12 +88,43 @@ func run(args []string) int {
 		cfg.WriteEffective(os.Stdout)
 		return 0
 	case "--status", "--drain", "--healthcheck":
-		earlysig.Release()
-		fmt.Fprintf(os.Stderr, "narwhal %s: no narwhal answers: the control socket is not built yet\n", action)
-		return 1
+		earlysig.Release() // a client dies on Ctrl-C like any other command
+		return client(action, control.Name(cfg.ControlSocket))
 	}
+	return pid1.Run(cfg, newLogger(cfg, os.Stderr), argv, earlysig.C, buildVersion())
+}
 
-	return pid1.Run(cfg, newLogger(cfg, os.Stderr), argv, earlysig.C)
+// client runs --status, --drain or --healthcheck against the running narwhal: exit 0 on
+// success (ready, for --healthcheck), 1 otherwise or when none answers.
+func client(action, socket string) int {
+	var err error
+	switch action {
+	case "--status":
+		var raw []byte
+		if raw, err = control.GetStatus(socket); err == nil {
+			fmt.Printf("%s\n", raw)
+			return 0
+		}
+	case "--healthcheck":
+		var ready bool
+		var reason string
+		if ready, reason, err = control.Healthcheck(socket); err == nil {
+			if ready {
+				return 0
+			}
+			fmt.Fprintf(os.Stderr, "narwhal: not ready: %s\n", reason)
+			return 1
+		}
+	case "--drain":
+		err = control.Drain(socket, func(d time.Duration) {
+			fmt.Fprintf(os.Stderr, "narwhal: draining: unready now, still serving; waiting %s\n", d)
+		})
+		if err == nil {
+			return 0
+		}
+	}
+	fmt.Fprintf(os.Stderr, "narwhal %s: %v\n", action, err)
+	return 1
 }
 
 // parseArgs splits the command line into an action (a --flag) or the COMMAND to run.

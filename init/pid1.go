@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/control"
+	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/metrics"
 	"github.com/narwhal-init/narwhal/pool"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
@@ -31,8 +34,9 @@ var notForwarded = map[os.Signal]bool{
 }
 
 // Run is narwhal's whole life after configuration: it becomes the reaper of its descendants,
-// then runs argv in init mode or as a pool, and returns the code narwhal exits with.
-func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Signal) int {
+// opens the metrics endpoint and the control socket, then runs argv in init mode or as a pool,
+// and returns the code narwhal exits with. version is reported by narwhal_build_info.
+func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Signal, version string) int {
 	if err := becomeReaper(); err != nil {
 		log.Warn("orphans will not be reaped: narwhal is not PID 1 and cannot be a subreaper",
 			"event", "no_reaper", "error", err)
@@ -41,23 +45,46 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 	defer cancel()
 	r := reaper.New(log)
 	go r.Run(ctx)
+	b := board.New(int(cfg.MinReady), cfg.DrainDelay.D())
+
+	var sup *pool.Supervisor
+	queues := func(board.Listener) (int, int, bool) { return 0, 0, false }
+	if cfg.Pool {
+		var err error
+		if sup, err = pool.New(cfg, log, argv, r, b); err != nil {
+			var pe *pool.Error
+			code := 1
+			if errors.As(err, &pe) {
+				code = pe.Code
+			}
+			log.Error(err.Error(), "event", "start_failed", "code", code)
+			return code
+		}
+		queues = sup.Queue
+	}
+	// Probes and the control socket answer from before the first child starts.
+	if addr := cfg.EffectiveMetricsAddr(); addr != "" {
+		ln, err := metrics.Listen(addr)
+		if err != nil {
+			log.Error(err.Error(), "event", "start_failed", "code", 1)
+			return 1
+		}
+		reg := metrics.Registry(metrics.New(b, r.Orphans, version, queues))
+		go metrics.Serve(ctx, ln, metrics.Handler(reg, b, metrics.LiveTimeout), log)
+	}
+	if ctl, err := control.Listen(control.Name(cfg.ControlSocket), b, log); err != nil {
+		log.Warn("control socket unavailable; --status, --drain and --healthcheck will not reach this narwhal",
+			"event", "control", "error", err)
+	} else {
+		go ctl.Serve(ctx)
+	}
 
 	if !cfg.Pool {
-		return runChild(ctx, cfg, log, r, argv, sigs)
-	}
-	sup, err := pool.New(cfg, log, argv, r)
-	if err != nil {
-		var pe *pool.Error
-		code := 1
-		if errors.As(err, &pe) {
-			code = pe.Code
-		}
-		log.Error(err.Error(), "event", "start_failed", "code", code)
-		return code
+		return runChild(ctx, cfg, log, r, argv, sigs, b, true)
 	}
 	if len(cfg.PreStart) > 0 {
 		log.Info("running pre-start command", "event", "pre_start", "command", cfg.PreStart.String())
-		if code := runChild(ctx, cfg, log, r, cfg.PreStart, sigs); code != 0 {
+		if code := runChild(ctx, cfg, log, r, cfg.PreStart, sigs, b, false); code != 0 {
 			log.Error("pre-start command failed; not starting workers", "event", "pre_start", "code", code)
 			return code
 		}
@@ -65,9 +92,13 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 	return sup.Run(ctx, sigs)
 }
 
+// stopSignals are those after which init mode reports itself stopping (unready).
+var stopSignals = map[syscall.Signal]bool{syscall.SIGTERM: true, syscall.SIGINT: true, syscall.SIGQUIT: true}
+
 // runChild runs argv as the only child, with tini's rules, and returns its exit code: init
-// mode, and NARWHAL_PRE_START before a pool.
-func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string, sigs <-chan os.Signal) int {
+// mode (publish: the child is slot 0 on the board), and NARWHAL_PRE_START before a pool.
+func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
+	sigs <-chan os.Signal, b *board.Board, publish bool) int {
 	opts := spawnOptions{env: os.Environ(), foreground: ownsTerminal()}
 	pid, exited, err := r.Start(func() (int, error) { return spawn(argv, opts) })
 	if err != nil {
@@ -79,6 +110,11 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		return ee.Code()
 	}
 	log.Info("child started", "event", "start", "slot", 0, "pid", pid, "command", argv[0])
+	snap := board.Snapshot{Mode: "init", Generation: 1, Desired: 1, ReadyCount: 1, Starts: 1,
+		Workers: []board.Worker{{Slot: 0, PID: pid, Generation: 1, State: "ready", Started: time.Now()}}}
+	if publish {
+		b.Publish(&snap)
+	}
 
 	target := pid
 	if cfg.SignalGroup {
@@ -87,7 +123,15 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 	for {
 		select {
 		case s := <-sigs:
-			forward(log, cfg.SignalRewrite, s.(syscall.Signal), target)
+			sig := s.(syscall.Signal)
+			b.CountSignal(config.SignalName(sig))
+			forward(log, cfg.SignalRewrite, sig, target)
+			if publish && stopSignals[sig] && !snap.Stopping {
+				snap.Stopping = true
+				b.Publish(&snap)
+			}
+		case done := <-b.Pings():
+			close(done)
 		case exit := <-exited:
 			code := exit.Code()
 			attrs := []any{"event", "exit", "slot", 0, "pid", pid, "code", code}
@@ -95,6 +139,9 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 				attrs = append(attrs, "signal", config.SignalName(exit.Status.Signal()))
 			}
 			log.Info("child exited", attrs...)
+			if publish {
+				b.Publish(&board.Snapshot{Mode: "init", Generation: 1, Desired: 1, Stopping: true, Starts: 1})
+			}
 			stopLeftovers(ctx, log, r, cfg)
 			if remapped := cfg.ExitRemap.Apply(code); remapped != code {
 				log.Info("exit code remapped", "event", "remap", "code", remapped, "from", code)

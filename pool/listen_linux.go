@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/narwhal-init/narwhal/config"
@@ -20,6 +21,8 @@ type Socket struct {
 	ln    net.Listener
 	fd    int    // a close-on-exec duplicate that spawn hands to workers
 	Inode uint64 // how /proc names it: socket:[Inode]
+
+	closeOnce sync.Once
 }
 
 // Bind opens every listener with the given backlog. On error, those already open are closed.
@@ -80,16 +83,12 @@ func removeStaleSocket(path string) {
 	}
 }
 
-// Close closes the listener; it is safe to call twice.
+// Close closes the listener; it is safe to call twice, and while the metrics read Queue.
 func (s *Socket) Close() {
-	if s.fd >= 0 {
+	s.closeOnce.Do(func() {
 		unix.Close(s.fd)
-		s.fd = -1
-	}
-	if s.ln != nil {
 		s.ln.Close()
-		s.ln = nil
-	}
+	})
 }
 
 // CloseAll closes every socket.
@@ -97,4 +96,25 @@ func CloseAll(ss []*Socket) {
 	for _, s := range ss {
 		s.Close()
 	}
+}
+
+// Queue reports the connections waiting in the socket's accept queue and the queue's size,
+// from TCP_INFO: for a listening socket the kernel puts them in tcpi_unacked and tcpi_sacked.
+// It is false for a unix socket, which has no TCP_INFO.
+func (s *Socket) Queue() (queued, backlog int, ok bool) {
+	if s.Network == "unix" {
+		return 0, 0, false
+	}
+	rc, err := s.ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	var info *unix.TCPInfo
+	rc.Control(func(fd uintptr) {
+		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	})
+	if err != nil || info == nil {
+		return 0, 0, false
+	}
+	return int(info.Unacked), int(info.Sacked), true
 }

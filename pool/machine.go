@@ -53,6 +53,8 @@ type Worker struct {
 	reason      string    // why it is stopping; empty means it was not asked
 	killAt      time.Time // when a stopping worker gets SIGKILL
 	killed      bool
+	lastPing    time.Time // last WATCHDOG=1, or when it became ready
+	retireAt    time.Time // MaxLifetime: when it is replaced; zero for never
 }
 
 // Effects are what the machine does to the world; the supervisor runs processes, tests record.
@@ -73,6 +75,14 @@ type Params struct {
 	StopTimeout     time.Duration
 	RestartDelay    time.Duration
 	RestartDelayMax time.Duration
+	// WatchdogTimeout > 0: a ready worker silent (no WATCHDOG=1) this long gets SIGABRT, then
+	// SIGKILL after WatchdogKill, and is replaced.
+	WatchdogTimeout time.Duration
+	WatchdogKill    time.Duration
+	// MaxLifetime > 0: a worker is replaced, replacement ready first, after MaxLifetime plus
+	// Jitter() (a fraction from 0 to 1) of 10% of it, so a pool does not retire all at once.
+	MaxLifetime time.Duration
+	Jitter      func() float64
 }
 
 type slot struct {
@@ -294,7 +304,7 @@ func (m *Machine) MarkReady(now time.Time, pid int) {
 
 // markReady makes w ready; a replacement takes over its slot and the old worker stops.
 func (m *Machine) markReady(now time.Time, w *Worker) {
-	w.State, w.ReadyAt = Ready, now
+	w.State, w.ReadyAt, w.lastPing = Ready, now, now
 	m.Stats.ReadySeconds = append(m.Stats.ReadySeconds, now.Sub(w.Started).Seconds())
 	m.log.Info("worker ready", "event", "ready", "slot", w.Slot, "pid", w.PID, "generation", w.Gen,
 		"seconds", now.Sub(w.Started).Seconds())
@@ -311,6 +321,13 @@ func (m *Machine) markReady(now time.Time, w *Worker) {
 			}
 		}
 		s.replace = ""
+	}
+}
+
+// Ping records a worker's WATCHDOG=1.
+func (m *Machine) Ping(now time.Time, pid int) {
+	if w := m.workers[pid]; w != nil {
+		w.lastPing = now
 	}
 }
 
@@ -431,6 +448,12 @@ func (m *Machine) Next(now time.Time) time.Time {
 			if s := m.slot(w.Slot); s.crashes > 0 {
 				at(w.ReadyAt.Add(readyResetAfter))
 			}
+			if m.p.WatchdogTimeout > 0 {
+				at(w.lastPing.Add(m.p.WatchdogTimeout))
+			}
+			if !w.replacement && m.slot(w.Slot).replace == "" {
+				at(w.retireAt)
+			}
 		case Stopping:
 			if !w.killed {
 				at(w.killAt)
@@ -466,8 +489,21 @@ func (m *Machine) reconcile(now time.Time) {
 				}
 			}
 		case Ready:
-			if s := m.slot(w.Slot); s.crashes > 0 && !now.Before(w.ReadyAt.Add(readyResetAfter)) {
+			s := m.slot(w.Slot)
+			if s.crashes > 0 && !now.Before(w.ReadyAt.Add(readyResetAfter)) {
 				s.crashes = 0
+			}
+			if m.p.WatchdogTimeout > 0 && !now.Before(w.lastPing.Add(m.p.WatchdogTimeout)) && !m.stopping {
+				w.State, w.reason, w.killAt = Stopping, ReasonWatchdog, now.Add(m.p.WatchdogKill)
+				m.fx.Signal(w.PID, syscall.SIGABRT, false)
+				m.log.Warn("worker watchdog expired: no WATCHDOG=1 in time; sent SIGABRT", "event", "watchdog",
+					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "signal", "SIGABRT", "reason", ReasonWatchdog)
+				continue
+			}
+			if !w.retireAt.IsZero() && !now.Before(w.retireAt) && s.replace == "" && !m.stopping {
+				s.replace = ReasonLifetime
+				m.log.Info("worker reached NARWHAL_MAX_LIFETIME; replacing it", "event", "replace",
+					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", ReasonLifetime)
 			}
 		case Stopping:
 			if !w.killed && !now.Before(w.killAt) {
@@ -554,7 +590,15 @@ func (m *Machine) spawn(now time.Time, id int, replacement bool) {
 	if !replacement {
 		m.slot(id).replace = "" // a fresh worker in an empty slot needs no replacement
 	}
-	m.workers[pid] = &Worker{PID: pid, Slot: id, Gen: m.gen, State: Starting, Started: now, replacement: replacement}
+	w := &Worker{PID: pid, Slot: id, Gen: m.gen, State: Starting, Started: now, replacement: replacement}
+	if m.p.MaxLifetime > 0 {
+		jitter := 0.0
+		if m.p.Jitter != nil {
+			jitter = m.p.Jitter()
+		}
+		w.retireAt = now.Add(m.p.MaxLifetime + time.Duration(jitter*0.1*float64(m.p.MaxLifetime)))
+	}
+	m.workers[pid] = w
 	m.log.Info("worker started", "event", "start", "slot", id, "pid", pid, "generation", m.gen)
 }
 

@@ -472,3 +472,64 @@ func TestReadyDelay(t *testing.T) {
 		t.Fatalf("ready = %d after the delay", h.m.Count(Ready))
 	}
 }
+
+func TestWatchdogExpires(t *testing.T) {
+	p := params(1)
+	p.WatchdogTimeout, p.WatchdogKill = 3*time.Second, 2*time.Second
+	h := newHarness(t, p)
+	h.start()
+	pid := h.pids(Ready)[0]
+	h.advance(2 * time.Second)
+	h.m.Ping(h.now, pid) // WATCHDOG=1 keeps it alive
+	h.advance(2 * time.Second)
+	if h.w.signalled(pid, syscall.SIGABRT) {
+		t.Fatal("SIGABRT although WATCHDOG=1 came within the timeout")
+	}
+	if next := h.m.Next(h.now); next.Sub(h.now) != time.Second {
+		t.Fatalf("next deadline in %s, want the watchdog's 1s", next.Sub(h.now))
+	}
+	h.advance(time.Second)
+	if !h.w.signalled(pid, syscall.SIGABRT) {
+		t.Fatal("no SIGABRT after 3s of silence")
+	}
+	h.advance(2 * time.Second)
+	if !h.w.signalled(pid, syscall.SIGKILL) {
+		t.Fatal("no SIGKILL 2s after SIGABRT")
+	}
+	h.m.Exited(h.now, pid, 134)
+	if h.m.Stats.Exits[ReasonWatchdog] != 1 || len(h.pids(Starting)) != 1 {
+		t.Errorf("exits %v, starting %v: want one watchdog exit and a replacement", h.m.Stats.Exits, h.pids(Starting))
+	}
+}
+
+func TestMaxLifetime(t *testing.T) {
+	p := params(2)
+	p.MaxLifetime = time.Hour
+	p.Jitter = func() float64 { return 0.5 } // +5%: 63 minutes
+	h := newHarness(t, p)
+	h.start()
+	old := h.pids(Ready)
+	h.minReady = 2
+	h.advance(62 * time.Minute)
+	if len(h.pids(Starting)) != 0 {
+		t.Fatal("replaced before its lifetime and jitter")
+	}
+	h.advance(time.Minute)
+	repl := h.pids(Starting)
+	if len(repl) != 1 {
+		t.Fatalf("starting = %v, want one replacement (surge 1)", repl)
+	}
+	for step := 0; step < 10; step++ {
+		h.readyAll()
+		h.exitStopping()
+		h.advance(time.Millisecond)
+	}
+	for _, pid := range old {
+		if h.m.workers[pid] != nil {
+			t.Errorf("worker %d not retired", pid)
+		}
+	}
+	if h.m.Stats.Exits[ReasonLifetime] != 2 {
+		t.Errorf("exits = %v, want two lifetime", h.m.Stats.Exits)
+	}
+}

@@ -263,3 +263,25 @@ func portListeners(proc string, port int) func() map[uint64]bool {
 		return out
 	}
 }
+
+// listenQueue sums the accept queues (rx_queue, which for a LISTEN socket is the number of
+// connections waiting) of the sockets in /proc/net/tcp or tcp6 text listening on port.
+func listenQueue(s string, port int) (queued int, sockets int) {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 10 || f[3] != "0A" {
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[1], ":")
+		_, rx, ok := strings.Cut(f[4], ":")
+		p, err1 := strconv.ParseUint(hexPort, 16, 16)
+		q, err2 := strconv.ParseUint(rx, 16, 32)
+		if !ok || err1 != nil || err2 != nil || int(p) != port {
+			continue
+		}
+		queued += int(q)
+		sockets++
+	}
+	return queued, sockets
+}

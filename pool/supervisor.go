@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,13 +15,20 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
 )
 
-// detectEvery is how often a starting worker is checked for accepting on a listener.
-const detectEvery = 20 * time.Millisecond
+const (
+	// detectEvery is how often a starting worker is checked for accepting on a listener.
+	detectEvery = 20 * time.Millisecond
+	// memoryEvery is how often NARWHAL_MAX_MEMORY is checked.
+	memoryEvery = time.Second
+	// watchdogKill is the time between the watchdog's SIGABRT and SIGKILL.
+	watchdogKill = 2 * time.Second
+)
 
 // Supervisor is the one goroutine that owns the pool's Machine: signals, exits, notify
 // messages and timers arrive as events on its loop, and it turns the machine's decisions into
@@ -35,6 +43,7 @@ type Supervisor struct {
 	detect  *detector // nil unless NARWHAL_READY=auto
 	m       *Machine
 	events  chan any
+	board   *board.Board
 
 	// NotifyDropped counts notify messages from processes that are not workers, or garbage.
 	NotifyDropped int
@@ -53,7 +62,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // New binds the listeners and prepares the pool; nothing is started yet. A COMMAND that cannot
 // be found or run is an *Error with code 127 or 126, found before any listener is bound.
-func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper) (*Supervisor, error) {
+func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, b *board.Board) (*Supervisor, error) {
 	if err := checkCommand(argv[0], cfg.WorkerDir); err != nil {
 		return nil, err
 	}
@@ -82,7 +91,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper) 
 		env = append(removeVar(env, "PORT"), "PORT="+strconv.Itoa(l.Port()))
 	}
 	s := &Supervisor{
-		cfg: cfg, log: log, reaper: r, sockets: sockets, notify: ns,
+		cfg: cfg, log: log, reaper: r, sockets: sockets, notify: ns, board: b,
 		events: make(chan any, 64),
 		spawner: &spawner{
 			argv: argv, self: self, sockets: sockets, reuseport: reuseport,
@@ -103,6 +112,8 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper) 
 		Workers: n, Surge: int(cfg.RolloutSurge),
 		ReadyTimeout: cfg.ReadyTimeout.D(), StopSignal: syscall.Signal(cfg.StopSignal), StopTimeout: cfg.StopTimeout.D(),
 		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
+		WatchdogTimeout: cfg.WorkerTimeout.D(), WatchdogKill: watchdogKill,
+		MaxLifetime: cfg.MaxLifetime.D(), Jitter: rand.Float64,
 	}
 	if cfg.Ready == "delay" {
 		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)
@@ -166,9 +177,16 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		s.log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
 	}
 	s.m.Start(time.Now())
+	s.publish()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var memory <-chan time.Time
+	if s.cfg.MaxMemory > 0 {
+		t := time.NewTicker(memoryEvery)
+		defer t.Stop()
+		memory = t.C
+	}
 	cancelled := ctx.Done() // set to nil once acted on: a closed channel is always ready
 	for {
 		if done, code := s.m.Done(); done {
@@ -196,12 +214,96 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		case <-cancelled:
 			cancelled = nil
 			s.m.Stop(time.Now())
+		case done := <-s.board.Pings():
+			close(done)
+		case <-memory:
+			s.checkMemory()
+		}
+		s.publish()
+	}
+}
+
+// checkMemory replaces, replacement ready first, each ready worker whose process tree holds more
+// resident memory than NARWHAL_MAX_MEMORY.
+func (s *Supervisor) checkMemory() {
+	for _, w := range s.m.Workers() {
+		if w.State != Ready {
+			continue
+		}
+		if rss := proc.TreeUsage("/proc", w.PID).RSSBytes; rss > int64(s.cfg.MaxMemory) {
+			s.log.Info("worker over NARWHAL_MAX_MEMORY", "event", "memory", "slot", w.Slot, "pid", w.PID,
+				"generation", w.Gen, "bytes", rss, "limit", int64(s.cfg.MaxMemory))
+			s.m.Replace(time.Now(), w.PID, ReasonMemory)
 		}
 	}
 }
 
+// publish posts the machine's state to the board for metrics, health and the control socket.
+func (s *Supervisor) publish() {
+	st := s.m.Stats
+	s.board.Observe(st.ReadySeconds, st.RolloutSeconds)
+	s.m.Stats.ReadySeconds, s.m.Stats.RolloutSeconds = nil, nil
+	snap := &board.Snapshot{
+		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
+		ReadyCount: s.m.Count(Ready), Starts: st.Starts,
+		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listenerInfo(),
+	}
+	for _, w := range s.m.Workers() {
+		snap.Workers = append(snap.Workers, board.Worker{
+			Slot: w.Slot, PID: w.PID, Generation: w.Gen, State: w.State.String(), Started: w.Started, Restarts: w.Restarts,
+		})
+	}
+	s.board.Publish(snap)
+}
+
+func (s *Supervisor) listenerInfo() []board.Listener {
+	if s.cfg.SocketMode == "reuseport" {
+		var out []board.Listener
+		for _, l := range s.cfg.Listen {
+			out = append(out, board.Listener{Name: l.Name, Network: l.Network, Port: l.Port()})
+		}
+		return out
+	}
+	out := make([]board.Listener, len(s.sockets))
+	for i, sock := range s.sockets {
+		out[i] = board.Listener{Name: sock.Name, Network: sock.Network, Inode: sock.Inode, Port: sock.Port()}
+	}
+	return out
+}
+
+// Queue is the accept queue of listener l, for the metrics: narwhal's own socket in inherit mode,
+// the sum over the workers' sockets on the port in reuseport mode.
+func (s *Supervisor) Queue(l board.Listener) (queued, backlog int, ok bool) {
+	for _, sock := range s.sockets {
+		if sock.Name == l.Name {
+			return sock.Queue()
+		}
+	}
+	if l.Port == 0 {
+		return 0, 0, false
+	}
+	n := 0
+	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if b, err := os.ReadFile(name); err == nil {
+			q, socks := listenQueue(string(b), l.Port)
+			queued += q
+			n += socks
+		}
+	}
+	return queued, 0, n > 0
+}
+
+func copyMap(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
 func (s *Supervisor) signal(sig syscall.Signal) {
 	now := time.Now()
+	s.board.CountSignal(config.SignalName(sig))
 	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
 	switch sig {
 	case syscall.SIGHUP, syscall.SIGUSR2:
@@ -252,6 +354,9 @@ func (s *Supervisor) handleNotify(now time.Time, ev notifyEvent) {
 	}
 	if n.Ready && s.cfg.Ready != "delay" {
 		s.m.MarkReady(now, pid)
+	}
+	if n.Watchdog {
+		s.m.Ping(now, pid)
 	}
 	if n.WatchdogTrigger {
 		s.m.Replace(now, pid, ReasonWatchdog)

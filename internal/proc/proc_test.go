@@ -144,3 +144,30 @@ func TestDescendantsWithoutProc(t *testing.T) {
 		t.Errorf("descendants(1) with no /proc = %v, want an error", got)
 	}
 }
+
+func TestParseStat(t *testing.T) {
+	// A real line, with a command name holding a space and a parenthesis.
+	const line = "4242 (my app) x) S 1 4242 4242 0 -1 4194560 2214 0 0 0 151 37 0 0 20 0 9 0 1234567 1262718976 6718 18446744073709551615 1 1 0 0 0 0 0 0 2143420159 0 0 0 17 1 0 0 0 0 0"
+	s, err := ParseStat(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.PPID != 1 || s.UTime != 151 || s.STime != 37 || s.RSSPages != 6718 {
+		t.Errorf("ParseStat = %+v, want ppid 1, utime 151, stime 37, rss 6718", s)
+	}
+	for _, bad := range []string{"", "1 (x) S 1 2 3", "1 no parens", "1 (x) S y 1 1 0 -1 0 0 0 0 0 a b 0 0 0 0 0 0 0 0 c"} {
+		if _, err := ParseStat(bad); err == nil {
+			t.Errorf("ParseStat(%q) did not fail", bad)
+		}
+	}
+}
+
+func TestTreeUsageOfThisProcess(t *testing.T) {
+	u := TreeUsage("/proc", os.Getpid())
+	if u.RSSBytes < 1<<20 || u.RSSBytes > 1<<34 {
+		t.Errorf("RSS of the test binary = %d bytes, not plausible", u.RSSBytes)
+	}
+	if u.CPUSeconds < 0 {
+		t.Errorf("CPU = %f", u.CPUSeconds)
+	}
+}

@@ -1,0 +1,103 @@
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// ErrNoAnswer is a control socket that nothing listens on, or that hung up.
+var ErrNoAnswer = errors.New("no narwhal answers on the control socket")
+
+// request sends one request and returns a reader of the JSON lines that answer it.
+func request(name, req string) (*json.Decoder, io.Closer, error) {
+	c, err := net.DialTimeout("unix", name, 2*time.Second)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (%s): %v", ErrNoAnswer, name, err)
+	}
+	if _, err := fmt.Fprintln(c, req); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("%w (%s): %v", ErrNoAnswer, name, err)
+	}
+	return json.NewDecoder(bufio.NewReader(c)), c, nil
+}
+
+type reply struct {
+	Error        string  `json:"error"`
+	Ready        bool    `json:"ready"`
+	Reason       string  `json:"reason"`
+	Draining     bool    `json:"draining"`
+	DelaySeconds float64 `json:"delay_seconds"`
+	Drained      bool    `json:"drained"`
+}
+
+func next(d *json.Decoder, into any) error {
+	if err := d.Decode(into); err != nil {
+		return fmt.Errorf("%w: %v", ErrNoAnswer, err)
+	}
+	return nil
+}
+
+// GetStatus asks the running narwhal for its state, as raw JSON.
+func GetStatus(name string) (json.RawMessage, error) {
+	d, c, err := request(name, "status")
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var raw json.RawMessage
+	if err := next(d, &raw); err != nil {
+		return nil, err
+	}
+	var r reply
+	if json.Unmarshal(raw, &r); r.Error != "" {
+		return nil, errors.New(r.Error)
+	}
+	return raw, nil
+}
+
+// Healthcheck reports whether the running narwhal is ready, and why not.
+func Healthcheck(name string) (bool, string, error) {
+	d, c, err := request(name, "healthcheck")
+	if err != nil {
+		return false, "", err
+	}
+	defer c.Close()
+	var r reply
+	if err := next(d, &r); err != nil {
+		return false, "", err
+	}
+	if r.Error != "" {
+		return false, "", errors.New(r.Error)
+	}
+	return r.Ready, r.Reason, nil
+}
+
+// Drain makes the running narwhal unready and returns once its NARWHAL_DRAIN_DELAY has passed.
+// started is called when narwhal has turned unready, with the delay it will wait.
+func Drain(name string, started func(delay time.Duration)) error {
+	d, c, err := request(name, "drain")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var r reply
+	if err := next(d, &r); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	started(time.Duration(r.DelaySeconds * float64(time.Second)))
+	if err := next(d, &r); err != nil {
+		return err
+	}
+	if !r.Drained {
+		return fmt.Errorf("%w: drain did not complete", ErrNoAnswer)
+	}
+	return nil
+}

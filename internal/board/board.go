@@ -1,0 +1,152 @@
+// Package board is where the supervising loop posts what it knows, for the readers that must
+// not touch its state: metrics, health endpoints and the control socket. The loop publishes a
+// whole snapshot after every event; readers only ever see a complete one. The two things that
+// flow the other way are a liveness ping, answered by the loop itself, and the drain flag.
+package board
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Worker is one process as the status and the metrics show it.
+type Worker struct {
+	Slot       int       `json:"slot"`
+	PID        int       `json:"pid"`
+	Generation int       `json:"generation"`
+	State      string    `json:"state"`
+	Started    time.Time `json:"-"`
+	Restarts   int       `json:"restarts"`
+}
+
+// Listener is a socket whose accept queue the metrics report.
+type Listener struct {
+	Name    string
+	Network string
+	Inode   uint64 // narwhal's own socket; 0 in reuseport mode, where workers own them
+	Port    int
+}
+
+// Snapshot is the loop's state at one moment.
+type Snapshot struct {
+	Mode       string
+	Generation int
+	Desired    int
+	Stopping   bool
+	ReadyCount int
+	Workers    []Worker
+	Listeners  []Listener
+
+	Starts   int
+	Exits    map[string]int // by reason
+	Rollouts map[string]int // by result
+}
+
+// Board holds the latest snapshot and what readers add to it.
+type Board struct {
+	MinReady   int
+	DrainDelay time.Duration
+
+	snap     atomic.Pointer[Snapshot]
+	draining atomic.Bool
+	pings    chan chan struct{}
+
+	mu             sync.Mutex
+	signals        map[string]int
+	readySeconds   []float64
+	rolloutSeconds []float64
+}
+
+// New returns a board whose readiness needs minReady ready workers.
+func New(minReady int, drainDelay time.Duration) *Board {
+	b := &Board{MinReady: minReady, DrainDelay: drainDelay, pings: make(chan chan struct{}), signals: map[string]int{}}
+	b.snap.Store(&Snapshot{})
+	return b
+}
+
+// Publish replaces the snapshot; the loop calls it after every event.
+func (b *Board) Publish(s *Snapshot) { b.snap.Store(s) }
+
+// Snapshot is the latest published state.
+func (b *Board) Snapshot() *Snapshot { return b.snap.Load() }
+
+// Drain makes narwhal unready for good; workers keep serving.
+func (b *Board) Drain() { b.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (b *Board) Draining() bool { return b.draining.Load() }
+
+// Ready is /readyz: enough ready workers, and neither draining nor stopping. It returns why not.
+func (b *Board) Ready() (bool, string) {
+	s := b.Snapshot()
+	switch {
+	case b.Draining():
+		return false, "draining"
+	case s.Stopping:
+		return false, "stopping"
+	case s.Mode == "":
+		return false, "starting"
+	case s.ReadyCount < b.MinReady:
+		return false, "ready workers below NARWHAL_MIN_READY"
+	}
+	return true, ""
+}
+
+// Pings is the channel the loop must serve: it closes each request it receives.
+func (b *Board) Pings() <-chan chan struct{} { return b.pings }
+
+// Ping asks the loop to answer, and reports whether it did before ctx ended.
+func (b *Board) Ping(ctx context.Context) bool {
+	done := make(chan struct{})
+	select {
+	case b.pings <- done:
+	case <-ctx.Done():
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// CountSignal records a signal narwhal received.
+func (b *Board) CountSignal(name string) {
+	b.mu.Lock()
+	b.signals[name]++
+	b.mu.Unlock()
+}
+
+// Signals are the signal counts so far.
+func (b *Board) Signals() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]int, len(b.signals))
+	for k, v := range b.signals {
+		out[k] = v
+	}
+	return out
+}
+
+// Observe records a worker's start-to-ready and a completed rollout's duration, in seconds.
+func (b *Board) Observe(ready, rollouts []float64) {
+	if len(ready)+len(rollouts) == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.readySeconds = append(b.readySeconds, ready...)
+	b.rolloutSeconds = append(b.rolloutSeconds, rollouts...)
+	b.mu.Unlock()
+}
+
+// TakeObservations hands the observations since the last call to the metrics' histograms.
+func (b *Board) TakeObservations() (ready, rollouts []float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ready, rollouts = b.readySeconds, b.rolloutSeconds
+	b.readySeconds, b.rolloutSeconds = nil, nil
+	return ready, rollouts
+}

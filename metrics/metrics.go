@@ -1,0 +1,172 @@
+// Package metrics exposes narwhal's state to Prometheus and to orchestrators' probes. Every
+// metric is computed at scrape time from the board the supervising loop publishes to, plus
+// /proc for worker memory and CPU and the kernel for accept queues, through one injected
+// registry: nothing here touches the loop's own state, and nothing is global.
+package metrics
+
+import (
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Label values that always appear, so dashboards and alerts see zeros rather than nothing.
+var (
+	workerStates   = []string{"starting", "ready", "stopping"}
+	exitReasons    = []string{"crash", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}
+	rolloutResults = []string{"completed", "aborted", "superseded"}
+)
+
+// Collector turns the board into metrics.
+type Collector struct {
+	board    *board.Board
+	orphans  func() uint64
+	version  string
+	procRoot string
+	queues   func(board.Listener) (queued, backlog int, ok bool)
+
+	mu             sync.Mutex // histograms are fed from the board's observations at scrape time
+	readySeconds   prometheus.Histogram
+	rolloutSeconds prometheus.Histogram
+
+	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
+	ready, draining, queued, backlog, memory, cpu *prometheus.Desc
+}
+
+// New returns the collector; orphans reads the reaper's count, queues the accept queue of a
+// listener (see Queues).
+func New(b *board.Board, orphans func() uint64, version string, queues func(board.Listener) (int, int, bool)) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("narwhal_"+name, help, labels, nil)
+	}
+	return &Collector{
+		board: b, orphans: orphans, version: version, procRoot: "/proc", queues: queues,
+		readySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "narwhal_worker_ready_seconds", Help: "Time from a worker's start to its readiness.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		rolloutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "narwhal_rollout_duration_seconds", Help: "Duration of completed rolling restarts.",
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}),
+		buildInfo:    d("build_info", "narwhal's version and the Go version it was built with.", "version", "goversion"),
+		desired:      d("workers_desired", "Workers the pool keeps running."),
+		workers:      d("workers", "Workers by state.", "state"),
+		starts:       d("worker_starts_total", "Workers started."),
+		exits:        d("worker_exits_total", "Workers that exited, by reason.", "reason"),
+		generation:   d("generation", "Newest worker generation (1 at start, +1 per rolling restart)."),
+		rollouts:     d("rollouts_total", "Rolling restarts by result.", "result"),
+		orphansTotal: d("orphans_reaped_total", "Re-parented processes reaped."),
+		signals:      d("signals_received_total", "Signals narwhal received.", "signal"),
+		ready:        d("ready", "1 when narwhal reports ready (/readyz answers 200)."),
+		draining:     d("draining", "1 once narwhal --drain has run."),
+		queued:       d("listener_queued_connections", "Connections waiting in a listener's accept queue now.", "listener"),
+		backlog:      d("listener_backlog", "A listener's accept queue size.", "listener"),
+		memory:       d("worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants.", "slot"),
+		cpu:          d("worker_cpu_seconds_total", "CPU time of a slot's current worker and its descendants.", "slot"),
+	}
+}
+
+// Registry returns a fresh registry holding c and the Go and process collectors.
+func Registry(c *Collector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.buildInfo, c.desired, c.workers, c.starts, c.exits, c.generation,
+		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.cpu} {
+		ch <- d
+	}
+	c.readySeconds.Describe(ch)
+	c.rolloutSeconds.Describe(ch)
+}
+
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.board.Snapshot()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(c.buildInfo, 1, c.version, runtime.Version())
+	gauge(c.desired, float64(s.Desired))
+	byState := map[string]int{}
+	for _, w := range s.Workers {
+		byState[w.State]++
+	}
+	for _, st := range workerStates {
+		gauge(c.workers, float64(byState[st]), st)
+	}
+	counter(c.starts, float64(s.Starts))
+	for _, r := range exitReasons {
+		counter(c.exits, float64(s.Exits[r]), r)
+	}
+	gauge(c.generation, float64(s.Generation))
+	for _, r := range rolloutResults {
+		counter(c.rollouts, float64(s.Rollouts[r]), r)
+	}
+	counter(c.orphansTotal, float64(c.orphans()))
+	for name, n := range c.board.Signals() {
+		counter(c.signals, float64(n), name)
+	}
+	ok, _ := c.board.Ready()
+	gauge(c.ready, boolFloat(ok))
+	gauge(c.draining, boolFloat(c.board.Draining()))
+
+	for _, l := range s.Listeners {
+		queued, backlog, ok := c.queues(l)
+		if !ok {
+			continue
+		}
+		gauge(c.queued, float64(queued), l.Name)
+		if backlog > 0 {
+			gauge(c.backlog, float64(backlog), l.Name)
+		}
+	}
+
+	// Per slot: every process in it (a replacement and the worker it replaces both count).
+	mem, cpu := map[int]int64{}, map[int]float64{}
+	for _, w := range s.Workers {
+		u := proc.TreeUsage(c.procRoot, w.PID)
+		mem[w.Slot] += u.RSSBytes
+		cpu[w.Slot] += u.CPUSeconds
+	}
+	slots := make([]int, 0, len(mem))
+	for slot := range mem {
+		slots = append(slots, slot)
+	}
+	sort.Ints(slots)
+	for _, slot := range slots {
+		label := strconv.Itoa(slot)
+		gauge(c.memory, float64(mem[slot]), label)
+		counter(c.cpu, cpu[slot], label)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ready, rollouts := c.board.TakeObservations()
+	for _, v := range ready {
+		c.readySeconds.Observe(v)
+	}
+	for _, v := range rollouts {
+		c.rolloutSeconds.Observe(v)
+	}
+	c.readySeconds.Collect(ch)
+	c.rolloutSeconds.Collect(ch)
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
