@@ -65,8 +65,9 @@ type mount struct{ root, point string }
 
 // ancestors lists the directories of cgroup path and its parents, as mounted.
 func ancestors(m mount, path string) []string {
-	rel := strings.TrimPrefix(path, m.root)
-	if !strings.HasPrefix(path, m.root) {
+	rel, ok := strings.CutPrefix(path, m.root)
+	// Under the mount's root means at a path boundary: /docker/ab is not a parent of /docker/abc.
+	if !ok || (m.root != "/" && rel != "" && !strings.HasPrefix(rel, "/")) {
 		rel = "/" // the cgroup is outside what is mounted (a cgroup namespace): use the mount
 	}
 	var dirs []string
@@ -112,7 +113,7 @@ func parseCgroupMounts(s string) (v2, v1 mount) {
 		if len(f) < 5 || len(g) < 3 {
 			continue
 		}
-		m := mount{root: f[3], point: f[4]}
+		m := mount{root: unescapeMount(f[3]), point: unescapeMount(f[4])}
 		switch g[0] {
 		case "cgroup2":
 			if v2.point == "" {
@@ -128,6 +129,9 @@ func parseCgroupMounts(s string) (v2, v1 mount) {
 	}
 	return v2, v1
 }
+
+// unescapeMount decodes the octal escapes mountinfo uses for space, tab, newline and backslash.
+var unescapeMount = strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace
 
 // parseCPUMax reads cgroup v2 cpu.max: "max 100000" (no limit) or "150000 100000" (1.5 CPUs).
 func parseCPUMax(s string) (float64, bool) {

@@ -297,3 +297,23 @@ func TestCgroupCPULimit(t *testing.T) {
 		})
 	}
 }
+
+func TestAncestorsAtPathBoundary(t *testing.T) {
+	for _, tc := range []struct {
+		m    mount
+		path string
+		want []string
+	}{
+		{mount{root: "/docker/ab", point: "/sys/fs/cgroup/cpu"}, "/docker/abc", []string{"/sys/fs/cgroup/cpu"}},
+		{mount{root: "/kube", point: "/sys/fs/cgroup"}, "/kubepods/pod1/ctr", []string{"/sys/fs/cgroup"}},
+		{mount{root: "/docker/ab", point: "/m"}, "/docker/ab/x", []string{"/m/x", "/m"}},
+	} {
+		if got := ancestors(tc.m, tc.path); !slices.Equal(got, tc.want) {
+			t.Errorf("ancestors(%+v, %q) = %v, want %v", tc.m, tc.path, got, tc.want)
+		}
+	}
+	_, v1 := parseCgroupMounts(`30 25 0:26 / /sys/fs/my\040cgroup rw - cgroup cgroup rw,cpu`)
+	if v1.point != "/sys/fs/my cgroup" {
+		t.Errorf("mount point %q, want the octal escape decoded", v1.point)
+	}
+}

@@ -603,3 +603,38 @@ func eventually(d time.Duration, cond func() bool) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// procNetTCPQueued is /proc/net/tcp with a listener on 127.0.0.1:45161 (B069) holding three
+// connections not yet accepted (rx_queue 3), to which a second SO_REUSEPORT listener with two
+// and an established connection with unread bytes on the same port are added.
+const procNetTCPQueued = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode                                                     
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 64 1 00000000bb6c167a 100 0 0 10 0                        
+   1: 0100007F:B069 00000000:0000 0A 00000000:00000003 00:00000000 00000000     0        0 1904405 4 00000000a66c079a 100 0 0 10 0                   
+   2: 0100007F:B069 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 1904406 4 00000000a66c079b 100 0 0 10 0                   
+   3: 0100007F:B069 0100007F:8EC3 01 00000000:00000010 00:00000000 00000000     0        0 1904407 1 00000000a66c079c 20 4 30 10 -1                  
+   4: 0100007F:8EC3 0100007F:D85E 06 00000000:00000000 03:000016CF 00000000     0        0 0 3 000000009310d103                                      
+`
+
+func TestListenQueue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name            string
+		in              string
+		port            int
+		queued, sockets int
+	}{
+		{"two listeners, established skipped", procNetTCPQueued, 45161, 5, 2},
+		{"idle listener", procNetTCPQueued, 2024, 0, 1},
+		{"no listener on the port", procNetTCPQueued, 36547, 0, 0}, // 0x8EC3: only TIME_WAIT
+		{"tcp6 listener", procNetTCP6, 56803, 0, 1},
+		{"rx_queue not hex", "   1: 0100007F:B069 00000000:0000 0A 00000000:0000zz03 00:00000000 00000000     0        0 1904405 4 0 100 0 0 10 0\n", 45161, 0, 0},
+		{"header only", strings.SplitAfter(procNetTCPQueued, "\n")[0], 0, 0, 0},
+		{"empty", "", 45161, 0, 0},
+	}
+	for _, tc := range tests {
+		queued, sockets := listenQueue(tc.in, tc.port)
+		if queued != tc.queued || sockets != tc.sockets {
+			t.Errorf("%s: listenQueue(port %d) = %d, %d, want %d, %d", tc.name, tc.port, queued, sockets, tc.queued, tc.sockets)
+		}
+	}
+}

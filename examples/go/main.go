@@ -7,6 +7,11 @@
 // BOOT_DELAY (a duration) makes it take that long to start, like a real app loading its code.
 // NOTIFY=socket or NOTIFY=fd sends READY=1 once it listens, over NOTIFY_SOCKET or over
 // NARWHAL_NOTIFY_FD; without it, narwhal sees it accepting and needs no message.
+//
+// With WATCHDOG_USEC set (NARWHAL_WORKER_TIMEOUT) it sends WATCHDOG=1 every half period, as
+// systemd services do. For tests: HANG_AFTER stops those pings after a while (a hung worker),
+// TRIGGER_AFTER sends WATCHDOG=trigger once (asking for its own replacement), and /grow?mb=N
+// holds N more MiB of resident memory.
 package main
 
 import (
@@ -51,6 +56,7 @@ func main() {
 	if err := notifyReady(os.Getenv("NOTIFY")); err != nil {
 		log.Fatal(err)
 	}
+	go watchdog()
 
 	// On SIGTERM: stop accepting, answer every request already accepted, then exit. Not
 	// srv.Shutdown: it closes a connection whose request it reads after shutdown began without
@@ -97,18 +103,50 @@ func listener() (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", ":"+port)
 }
 
+// watchdog sends WATCHDOG=1 every half WATCHDOG_USEC until HANG_AFTER, and WATCHDOG=trigger
+// once after TRIGGER_AFTER.
+func watchdog() {
+	var ping <-chan time.Time
+	if usec, err := strconv.Atoi(os.Getenv("WATCHDOG_USEC")); err == nil && usec > 0 {
+		t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+		defer t.Stop()
+		ping = t.C
+	}
+	var hang, trigger <-chan time.Time
+	if d, err := time.ParseDuration(os.Getenv("HANG_AFTER")); err == nil {
+		hang = time.After(d)
+	}
+	if d, err := time.ParseDuration(os.Getenv("TRIGGER_AFTER")); err == nil {
+		trigger = time.After(d)
+	}
+	for {
+		select {
+		case <-ping:
+			sdNotify("WATCHDOG=1")
+		case <-hang:
+			ping, hang = nil, nil
+		case <-trigger:
+			sdNotify("WATCHDOG=trigger")
+			trigger = nil
+		}
+	}
+}
+
+func sdNotify(msg string) error {
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(msg))
+	return err
+}
+
 // notifyReady tells narwhal the worker is ready, the sd_notify way or through the pipe.
 func notifyReady(how string) error {
 	switch how {
 	case "socket":
-		addr := os.Getenv("NOTIFY_SOCKET")
-		c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Write([]byte("READY=1\nSTATUS=serving"))
-		return err
+		return sdNotify("READY=1\nSTATUS=serving")
 	case "fd":
 		fd, err := strconv.Atoi(os.Getenv("NARWHAL_NOTIFY_FD"))
 		if err != nil {
@@ -140,6 +178,19 @@ func routes() *http.ServeMux {
 		w.(http.Flusher).Flush()
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "slept %dms in pid %d\n", ms, os.Getpid())
+	})
+	var held [][]byte
+	var mu sync.Mutex
+	mux.HandleFunc("/grow", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		b := make([]byte, mb<<20)
+		for i := range b { // touch every byte so it counts as resident
+			b[i] = 1
+		}
+		mu.Lock()
+		held = append(held, b)
+		mu.Unlock()
+		fmt.Fprintf(w, "holding %d more MiB in pid %d\n", mb, os.Getpid())
 	})
 	return mux
 }

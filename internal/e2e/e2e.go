@@ -43,9 +43,9 @@ func Require(t testing.TB) {
 }
 
 var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
+	buildOnce, plainOnce sync.Once
+	buildDir             string
+	buildErr, plainErr   error
 )
 
 // Binary builds narwhal once per test binary, with the race detector when the tests have it,
@@ -54,23 +54,39 @@ func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "narwhal-e2e-")
-		if buildErr != nil {
-			return
-		}
-		args := []string{"build", "-o", filepath.Join(buildDir, "narwhal")}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/narwhal-init/narwhal")...)
-		cmd.Dir = moduleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		if buildErr == nil {
+			buildErr = build(filepath.Join(buildDir, "narwhal"), raceEnabled)
 		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(buildDir, "narwhal")
+}
+
+// PlainBinary is narwhal built as it ships, without the race detector, for measurements of
+// its own memory.
+func PlainBinary(t testing.TB) string {
+	t.Helper()
+	Binary(t)
+	plainOnce.Do(func() { plainErr = build(filepath.Join(buildDir, "narwhal-plain"), false) })
+	if plainErr != nil {
+		t.Fatal(plainErr)
+	}
+	return filepath.Join(buildDir, "narwhal-plain")
+}
+
+func build(out string, race bool) error {
+	args := []string{"build", "-o", out}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "github.com/narwhal-init/narwhal")...)
+	cmd.Dir = moduleRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, b)
+	}
+	return nil
 }
 
 func moduleRoot() string {
@@ -89,6 +105,7 @@ type Options struct {
 	Stdin io.Reader // nil is /dev/null
 	Dir   string
 	NoNS  bool // run narwhal as a plain child (a subreaper, not PID 1)
+	Bin   string // the narwhal binary; Binary(t) when empty
 }
 
 // Proc is a running narwhal.
@@ -107,7 +124,10 @@ type Proc struct {
 // its PID is known. The process is killed when the test ends.
 func Start(t testing.TB, o Options, args ...string) *Proc {
 	t.Helper()
-	bin := Binary(t)
+	bin := o.Bin
+	if bin == "" {
+		bin = Binary(t)
+	}
 	argv := append([]string{bin}, args...)
 	if !o.NoNS {
 		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"}, argv...)
@@ -148,7 +168,11 @@ func Start(t testing.TB, o Options, args ...string) *Proc {
 		p.PID = cmd.Process.Pid
 		return p
 	}
-	p.PID = p.findChild(cmd.Process.Pid, "narwhal", 10*time.Second)
+	comm := filepath.Base(bin)
+	if len(comm) > 15 {
+		comm = comm[:15] // the kernel keeps 15 bytes of a command name
+	}
+	p.PID = p.findChild(cmd.Process.Pid, comm, 10*time.Second)
 	return p
 }
 
@@ -184,6 +208,34 @@ func exitCode(err error, st *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return st.ExitCode()
+}
+
+// Client runs narwhal with args (--status, --drain, …) inside this narwhal's PID and mount
+// namespaces, as a user would with docker exec; as uid when uid >= 0. It returns the exit code
+// and what the client printed.
+func (p *Proc) Client(uid int, args ...string) (int, string, string) {
+	p.t.Helper()
+	argv := []string{"nsenter", "-t", strconv.Itoa(p.PID), "-p", "-m", "--"}
+	if uid >= 0 {
+		id := strconv.Itoa(uid)
+		argv = append(argv, "setpriv", "--reuid="+id, "--regid="+id, "--clear-groups")
+	}
+	cmd := exec.Command(argv[0], append(append(argv[1:], Binary(p.t)), args...)...)
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("%v: %v", argv, err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		p.t.Fatalf("narwhal %v did not return within 30s", args)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
 
 // Signal sends sig to narwhal.
