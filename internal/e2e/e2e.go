@@ -104,7 +104,7 @@ type Options struct {
 	Env   []string  // added to the test's environment
 	Stdin io.Reader // nil is /dev/null
 	Dir   string
-	NoNS  bool // run narwhal as a plain child (a subreaper, not PID 1)
+	NoNS  bool   // run narwhal as a plain child (a subreaper, not PID 1)
 	Bin   string // the narwhal binary; Binary(t) when empty
 }
 
