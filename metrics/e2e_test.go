@@ -134,6 +134,10 @@ func TestMetricsOfTheSpec(t *testing.T) {
 	}
 	p.Signal(syscall.SIGHUP)
 	p.events(t, "rollout_completed", 1)
+	// The last old worker may still be draining; kill a new one, once only they remain.
+	if !e2e.Eventually(timeout, func() bool { return len(e2e.Children(p.PID)) == 2 }) {
+		t.Fatalf("children after the rollout: %v", e2e.Children(p.PID))
+	}
 	syscall.Kill(e2e.Children(p.PID)[0], syscall.SIGKILL)
 	p.events(t, "ready", 5)
 	fams := scrape(t, p.metrics)

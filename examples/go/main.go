@@ -31,6 +31,9 @@ import (
 )
 
 func main() {
+	if code, err := strconv.Atoi(os.Getenv("EXIT_WITH")); err == nil {
+		os.Exit(code) // a test knob: a child that ends with a known code, in an image without sh
+	}
 	if d, err := time.ParseDuration(os.Getenv("BOOT_DELAY")); err == nil {
 		time.Sleep(d)
 	}
