@@ -1,0 +1,250 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/narwhal-init/narwhal/internal/e2e"
+)
+
+// Container tests run narwhal as a container's PID 1 from an image built with the project's
+// Dockerfile. The engine here has no registry, so the golang builder stage cannot be pulled:
+// the test swaps just that stage for one that copies binaries built on this machine, and keeps
+// the final stages exactly as written.
+
+const dockerTimeout = 60 * time.Second
+
+func requireDocker(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(ctx, "docker", "info").Run(); err != nil {
+		if os.Getenv("NARWHAL_E2E") == "required" {
+			t.Fatalf("no Docker Engine answers (%v), and NARWHAL_E2E=required", err)
+		}
+		t.Skipf("no Docker Engine answers: %v", err)
+	}
+}
+
+func docker(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
+	defer cancel()
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return strings.TrimSpace(out.String()), err
+}
+
+func must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := docker(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var (
+	imageOnce sync.Once
+	imageErr  error
+)
+
+const image = "narwhal-e2e:example"
+
+// builderStage matches the Dockerfile's golang stage, up to the next FROM.
+var builderStage = regexp.MustCompile(`(?ms)^FROM golang:\S+ AS build$.*?^(FROM )`)
+
+func buildImage(t *testing.T) {
+	t.Helper()
+	imageOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "narwhal-image-")
+		if err != nil {
+			imageErr = err
+			return
+		}
+		root, _ := filepath.Abs("../..")
+		for out, pkg := range map[string]string{"narwhal": ".", "example-go": "./examples/go"} {
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", filepath.Join(dir, out), pkg)
+			cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				imageErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+		df, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+		if err != nil {
+			imageErr = err
+			return
+		}
+		if !builderStage.Match(df) {
+			imageErr = fmt.Errorf("the Dockerfile has no 'FROM golang:… AS build' stage to stand in for")
+			return
+		}
+		swapped := builderStage.ReplaceAll(df, []byte("FROM scratch AS build\nCOPY narwhal example-go /out/\n\n$1"))
+		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), swapped, 0o644); err != nil {
+			imageErr = err
+			return
+		}
+		_, imageErr = docker(t, "build", "-q", "--target", "example", "-t", image, dir)
+	})
+	if imageErr != nil {
+		t.Fatal(imageErr)
+	}
+}
+
+// run starts a container in the background and removes it when the test ends.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	id := must(t, append([]string{"run", "-d"}, args...)...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := docker(t, "logs", id)
+			t.Logf("container logs:\n%s", logs)
+		}
+		docker(t, "rm", "-f", id)
+	})
+	return id
+}
+
+func logsContain(t *testing.T, id, s string, n int) bool {
+	return e2e.Eventually(dockerTimeout, func() bool {
+		out, _ := exec.Command("docker", "logs", id).CombinedOutput()
+		return strings.Count(string(out), s) >= n
+	})
+}
+
+func inspect(t *testing.T, id, format string) string {
+	return must(t, "inspect", "-f", format, id)
+}
+
+// TestContainerPool: the example pool serves on a published port; docker kill --signal HUP
+// under load rolls it over with no failed request; docker stop ends it with exit code 0.
+func TestContainerPool(t *testing.T) {
+	requireDocker(t)
+	buildImage(t)
+	port := e2e.FreePort(t)
+	id := run(t, "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-e", "NARWHAL_WORKERS=3", "-e", "BOOT_DELAY=200ms", image)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if !e2e.Eventually(dockerTimeout, func() bool { _, err := e2e.Get(url); return err == nil }) {
+		t.Fatal("the container never served")
+	}
+	load := e2e.StartLoad(url, 4, 2)
+	must(t, "kill", "--signal", "HUP", id)
+	if !logsContain(t, id, `"event":"rollout_completed"`, 1) {
+		t.Fatal("no rollout completed after docker kill --signal HUP")
+	}
+	load.Stop()
+	if f := load.Failed.Load(); f != 0 {
+		t.Errorf("%d of %d requests failed across the rollout:\n%s", f, load.Sent.Load(), load.Errors())
+	}
+	start := time.Now()
+	must(t, "stop", "-t", "20", id)
+	if code := inspect(t, id, "{{.State.ExitCode}}"); code != "0" {
+		t.Errorf("exit code after docker stop = %s, want 0", code)
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Errorf("docker stop took %s; narwhal should stop well within the timeout", el)
+	}
+	t.Logf("in a container: rollout under load, %d requests, %d failed; docker stop took %s",
+		load.Sent.Load(), load.Failed.Load(), time.Since(start).Round(time.Millisecond))
+}
+
+// TestContainerInitMode: without NARWHAL_LISTEN narwhal is an init: the container exits with
+// the child's code, or 128+N when signal N killed it.
+func TestContainerInitMode(t *testing.T) {
+	requireDocker(t)
+	buildImage(t)
+	out, err := docker(t, "run", "--rm", "-e", "NARWHAL_LISTEN=", "-e", "EXIT_WITH=42", image)
+	if err == nil || !strings.Contains(err.Error(), "exit status 42") {
+		t.Errorf("docker run of a child exiting 42: %q, %v", out, err)
+	}
+	id := run(t, "-e", "NARWHAL_LISTEN=", image)
+	if !logsContain(t, id, `"event":"start"`, 1) {
+		t.Fatal("child never started")
+	}
+	must(t, "kill", "--signal", "HUP", id) // the Go example does not handle SIGHUP: it dies of it
+	code := must(t, "wait", id)
+	if code != strconv.Itoa(128+1) {
+		t.Errorf("exit code = %s, want 129 (SIGHUP forwarded, child killed by it)", code)
+	}
+}
+
+// TestContainerHealthcheck: HEALTHCHECK (narwhal --healthcheck) turns healthy, and unhealthy
+// after docker exec … narwhal --drain, which returns after the drain delay.
+func TestContainerHealthcheck(t *testing.T) {
+	requireDocker(t)
+	buildImage(t)
+	id := run(t, "--health-interval=500ms", "--health-retries=1", "--health-start-period=0s",
+		"-e", "NARWHAL_WORKERS=1", "-e", "NARWHAL_DRAIN_DELAY=1s", image)
+	status := func(want string) {
+		t.Helper()
+		var got string
+		if !e2e.Eventually(dockerTimeout, func() bool { got = inspect(t, id, "{{.State.Health.Status}}"); return got == want }) {
+			t.Fatalf("health = %s, want %s", got, want)
+		}
+	}
+	status("healthy")
+	start := time.Now()
+	must(t, "exec", id, "/narwhal", "--drain")
+	if el := time.Since(start); el < time.Second {
+		t.Errorf("--drain returned after %s, before NARWHAL_DRAIN_DELAY=1s", el)
+	}
+	status("unhealthy")
+}
+
+// TestContainerLockedDown: a read-only root, uid 65532, no /tmp and no /etc/passwd.
+func TestContainerLockedDown(t *testing.T) {
+	requireDocker(t)
+	buildImage(t)
+	port := e2e.FreePort(t)
+	id := run(t, "--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
+		"-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-e", "NARWHAL_WORKERS=2", image)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if !e2e.Eventually(dockerTimeout, func() bool { _, err := e2e.Get(url); return err == nil }) {
+		t.Fatal("the locked-down container never served")
+	}
+	st := must(t, "exec", id, "/narwhal", "--status")
+	if !strings.Contains(st, `"mode":"pool"`) || !strings.Contains(st, `"ready":true`) {
+		t.Errorf("--status = %s", st)
+	}
+	if _, err := docker(t, "exec", id, "/narwhal", "--healthcheck"); err != nil {
+		t.Errorf("--healthcheck: %v", err)
+	}
+}
+
+// TestContainersShareNetwork: two narwhal containers in one network namespace (a pod) each
+// drain only themselves.
+func TestContainersShareNetwork(t *testing.T) {
+	requireDocker(t)
+	buildImage(t)
+	a := run(t, "-e", "NARWHAL_WORKERS=1", "-e", "NARWHAL_DRAIN_DELAY=100ms", image)
+	b := run(t, "--network", "container:"+a, "-e", "NARWHAL_WORKERS=1",
+		"-e", "NARWHAL_LISTEN=:8081", "-e", "NARWHAL_METRICS_ADDR=:9091", image)
+	for _, id := range []string{a, b} {
+		if !e2e.Eventually(dockerTimeout, func() bool { _, err := docker(t, "exec", id, "/narwhal", "--healthcheck"); return err == nil }) {
+			t.Fatalf("%s never became ready", id[:12])
+		}
+	}
+	must(t, "exec", a, "/narwhal", "--drain")
+	if _, err := docker(t, "exec", a, "/narwhal", "--healthcheck"); err == nil {
+		t.Error("a is still ready after its own drain")
+	}
+	if _, err := docker(t, "exec", b, "/narwhal", "--healthcheck"); err != nil {
+		t.Errorf("b became unready when a drained: %v", err)
+	}
+}
