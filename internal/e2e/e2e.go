@@ -258,6 +258,9 @@ func (p *Proc) Wait(timeout time.Duration) int {
 	}
 }
 
+// Done is closed when narwhal has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
 // Exited reports whether narwhal has exited.
 func (p *Proc) Exited() bool {
 	select {
