@@ -14,9 +14,11 @@ build:
 demo: build
 	NARWHAL_LISTEN=:8080 NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
 
+# The chart tests live in their own module (deploy/) so Helm stays out of the binary's module.
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 clean:
 	rm -rf bin
