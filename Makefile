@@ -20,5 +20,9 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+# Benchmarks on 127.0.0.1 (rollouts under wrk load, init memory and overhead); writes bench/RESULTS.md.
+bench:
+	bench/run
+
 clean:
 	rm -rf bin

@@ -25,6 +25,10 @@ import (
 // but which a process stuck in uninterruptible sleep may take a while to act on.
 const killGrace = 5 * time.Second
 
+// childlessProbe bounds the wait for the reaper to say no child is left, before looking for
+// left-over processes; the answer normally comes in microseconds.
+const childlessProbe = 20 * time.Millisecond
+
 // notForwarded are the signals init mode keeps to itself: job-control signals for narwhal's
 // terminal and a broken pipe on narwhal's own output mean nothing to the child.
 var notForwarded = map[os.Signal]bool{
@@ -173,6 +177,13 @@ func forward(log *slog.Logger, rewrite config.SignalRewrite, s syscall.Signal, t
 // stop signal, then SIGKILL once NARWHAL_STOP_TIMEOUT passes, then a bounded wait for them to
 // be reaped. It returns when no child is left, or after that last wait if some never die.
 func stopLeftovers(ctx context.Context, log *slog.Logger, r *reaper.Reaper, cfg *config.Config) {
+	// No child left means no descendant left: an orphan would have become narwhal's child. The
+	// reaper answers that at once, which spares the common case a walk of /proc.
+	quick, cancelQuick := context.WithTimeout(ctx, childlessProbe)
+	defer cancelQuick()
+	if r.WaitChildless(quick) == nil {
+		return
+	}
 	if signalDescendants(syscall.Signal(cfg.StopSignal)) == 0 {
 		// Nothing to signal: at most zombies remain, which the reaper collects at once.
 		wait, cancel := context.WithTimeout(ctx, killGrace)

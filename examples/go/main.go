@@ -26,9 +26,14 @@ import (
 	"os/signal"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
+
+// keepAliveGrace is how long a stopping worker keeps idle keep-alive connections open for a
+// last request answered with "Connection: close".
+const keepAliveGrace = 500 * time.Millisecond
 
 func main() {
 	if code, err := strconv.Atoi(os.Getenv("EXIT_WITH")); err == nil {
@@ -44,8 +49,15 @@ func main() {
 	// Every connection accepted is counted until it closes. The hook runs for StateNew inside
 	// Serve's accept loop, so once Serve returns no connection can be missed.
 	var conns sync.WaitGroup
+	var draining atomic.Bool
+	handler := routes()
 	srv := &http.Server{
-		Handler:           routes(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			handler.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
@@ -68,8 +80,14 @@ func main() {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-stop
-		srv.SetKeepAlivesEnabled(false) // each connection closes after its reply; idle ones now
-		ln.Close()
+		ln.Close() // stop accepting; connections queued on the shared socket go to other workers
+		// Answer the next request on each kept-alive connection with "Connection: close", so
+		// the client knows to reconnect; only then close the connections still idle. Closing an
+		// idle connection at once races a client that is sending on it, and clients that do not
+		// retry (wrk, some proxies) would count a failed request.
+		draining.Store(true)
+		time.Sleep(keepAliveGrace)
+		srv.SetKeepAlivesEnabled(false)
 	}()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		log.Fatal(err)
