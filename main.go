@@ -41,6 +41,12 @@ const usage = `usage:
   narwhal --healthcheck           exit 0 when the running narwhal is ready, 1 otherwise
 `
 
+// The main goroutine stays on the main thread. The LISTEN_PID shim must exec the worker from the
+// thread its parent forked, because PR_SET_PDEATHSIG belongs to that thread: an exec from
+// another thread makes that thread the process and leaves the worker without a parent-death
+// signal, so it would outlive narwhal.
+func init() { runtime.LockOSThread() }
+
 func main() {
 	if os.Args[0] == pool.ShimArg0 {
 		earlysig.Release()

@@ -3,6 +3,7 @@ package pid1_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -363,4 +364,38 @@ func envInt(name string, def int) int {
 		return n
 	}
 	return def
+}
+
+// TestTerminalForeground: with stdin a terminal whose foreground group is narwhal's, the child's
+// own process group becomes the foreground (so Ctrl-C reaches it directly).
+func TestTerminalForeground(t *testing.T) {
+	e2e.Require(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) is not installed")
+	}
+	cmd := exec.Command("script", "-qec",
+		e2e.Binary(t)+` -- sh -c 'echo "pgid=$(ps -o pgid= -p $$ | tr -d " ") tpgid=$(ps -o tpgid= -p $$ | tr -d " ")"'`, "/dev/null")
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		t.Fatal("script did not finish")
+	}
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var pgid, tpgid string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "pgid=") {
+			fmt.Sscanf(strings.TrimSpace(line), "pgid=%s tpgid=%s", &pgid, &tpgid)
+		}
+	}
+	if pgid == "" || pgid != tpgid {
+		t.Errorf("child's process group %q, terminal's foreground group %q; want equal:\n%s", pgid, tpgid, out)
+	}
 }

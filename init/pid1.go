@@ -113,7 +113,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		log.Error(ee.Error(), "event", "exec_failed", "command", argv[0], "code", ee.Code())
 		return ee.Code()
 	}
-	log.Info("child started", "event", "start", "slot", 0, "pid", pid, "command", argv[0])
+	log.Info("child started", "event", "start", "slot", 0, "pid", pid, "generation", 1, "command", argv[0])
 	snap := board.Snapshot{Mode: "init", Generation: 1, Desired: 1, ReadyCount: 1, Starts: 1,
 		Workers: []board.Worker{{Slot: 0, PID: pid, Generation: 1, State: "ready", Started: time.Now()}}}
 	if publish {
@@ -138,7 +138,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 			close(done)
 		case exit := <-exited:
 			code := exit.Code()
-			attrs := []any{"event", "exit", "slot", 0, "pid", pid, "code", code}
+			attrs := []any{"event", "exit", "slot", 0, "pid", pid, "generation", 1, "code", code}
 			if exit.Status.Signaled() {
 				attrs = append(attrs, "signal", config.SignalName(exit.Status.Signal()))
 			}

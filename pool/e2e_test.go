@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -351,5 +352,173 @@ func TestMissingCommand(t *testing.T) {
 	}
 	if !strings.Contains(p.Stderr(), "no-such-app-xyz") {
 		t.Errorf("message does not name the command: %s", p.Stderr())
+	}
+}
+
+// TestPreStart: NARWHAL_PRE_START runs to completion before the first worker; a failure stops
+// narwhal with its code and starts no worker.
+func TestPreStart(t *testing.T) {
+	e2e.Require(t)
+	t.Run("success", func(t *testing.T) {
+		mark := filepath.Join(t.TempDir(), "migrated")
+		p, url := pool(t, []string{"NARWHAL_WORKERS=1",
+			fmt.Sprintf("NARWHAL_PRE_START=sh -c 'sleep 0.2; echo done > %s'", mark)}, e2e.Example(t, "go")...)
+		waitEvents(t, p, "ready", 1)
+		if _, err := os.Stat(mark); err != nil {
+			t.Fatalf("pre-start did not run: %v", err)
+		}
+		log := p.Stderr()
+		if strings.Index(log, `"event":"pre_start"`) > strings.Index(log, `"msg":"worker started"`) {
+			t.Error("a worker started before the pre-start command")
+		}
+		getHello(t, url)
+	})
+	t.Run("failure", func(t *testing.T) {
+		p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_PRE_START=sh -c 'exit 3'"}, e2e.Example(t, "go")...)
+		if code := p.Wait(timeout); code != 3 {
+			t.Errorf("exit code = %d, want the pre-start's 3", code)
+		}
+		if strings.Contains(p.Stderr(), `"msg":"worker started"`) {
+			t.Error("a worker started although the pre-start command failed")
+		}
+	})
+}
+
+// TestWorkerDir: NARWHAL_WORKER_DIR is resolved at each start, so a rollout after switching a
+// current -> releases/N link starts the new workers in the new release.
+func TestWorkerDir(t *testing.T) {
+	e2e.Require(t)
+	root, _ := filepath.EvalSymlinks(t.TempDir())
+	for _, r := range []string{"1", "2"} {
+		os.MkdirAll(filepath.Join(root, "releases", r), 0o755)
+	}
+	current := filepath.Join(root, "current")
+	link := func(release string) {
+		tmp := current + ".new"
+		os.Remove(tmp)
+		if err := os.Symlink(filepath.Join(root, "releases", release), tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, current); err != nil { // atomic, as deploy tools do
+			t.Fatal(err)
+		}
+	}
+	cwds := func(p *e2e.Proc) map[string]bool {
+		out := map[string]bool{}
+		for _, c := range e2e.Children(p.PID) {
+			if d, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", c)); err == nil {
+				out[d] = true
+			}
+		}
+		return out
+	}
+	link("1")
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_WORKER_DIR=" + current}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 2)
+	if got := cwds(p); len(got) != 1 || !got[filepath.Join(root, "releases/1")] {
+		t.Fatalf("workers run in %v, want releases/1", got)
+	}
+	link("2")
+	p.Signal(syscall.SIGHUP)
+	waitEvents(t, p, "rollout_completed", 1)
+	if !e2e.Eventually(timeout, func() bool {
+		got := cwds(p)
+		return len(got) == 1 && got[filepath.Join(root, "releases/2")]
+	}) {
+		t.Fatalf("after the switch and SIGHUP workers run in %v, want releases/2", cwds(p))
+	}
+}
+
+// TestWorkerUser: narwhal (root) binds the listener; workers run as another uid and gid and
+// still serve on it.
+func TestWorkerUser(t *testing.T) {
+	e2e.Require(t)
+	p, url := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_WORKER_USER=65534", "NARWHAL_WORKER_GROUP=65533"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 2)
+	getHello(t, url)
+	for _, c := range e2e.Children(p.PID) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && (f[0] == "Uid:" && f[1] != "65534" || f[0] == "Gid:" && f[1] != "65533") {
+				t.Errorf("worker %d: %s, want uid 65534 gid 65533", c, line)
+			}
+		}
+	}
+}
+
+// TestUSR1ReachesEveryWorker: SIGUSR1 (reopen logs) is forwarded to each worker.
+func TestUSR1ReachesEveryWorker(t *testing.T) {
+	e2e.Require(t)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=3", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=50ms"},
+		"sh", "-c", `trap 'echo "got USR1 in $NARWHAL_WORKER_ID"' USR1; while :; do sleep 1000 & wait $!; done`)
+	waitEvents(t, p, "ready", 3)
+	p.Signal(syscall.SIGUSR1)
+	for _, id := range []string{"0", "1", "2"} {
+		p.WaitStdout("got USR1 in "+id, timeout)
+	}
+}
+
+// TestNotifyFromStrangerDropped: a READY=1 sent to a worker's NOTIFY_SOCKET by a process that is
+// not that worker or its descendant is dropped, and the worker stays not ready.
+func TestNotifyFromStrangerDropped(t *testing.T) {
+	e2e.Require(t)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=1", "NARWHAL_READY=notify", "NARWHAL_READY_TIMEOUT=60s"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "start", 1)
+	var addr string
+	if !e2e.Eventually(timeout, func() bool {
+		for _, c := range e2e.Children(p.PID) {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", c))
+			for _, kv := range strings.Split(string(b), "\x00") {
+				if v, ok := strings.CutPrefix(kv, "NOTIFY_SOCKET="); ok {
+					addr = v
+				}
+			}
+		}
+		return addr != ""
+	}) {
+		t.Fatal("no NOTIFY_SOCKET in the worker's environment")
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, p, "notify_dropped", 1)
+	if strings.Contains(p.Stderr(), `"event":"ready"`) {
+		t.Error("a stranger's READY=1 made the worker ready")
+	}
+}
+
+// TestWorkersDieWithNarwhal: each worker has a parent-death signal, so even a narwhal killed
+// outright (not PID 1 here, where the kernel would end the namespace anyway) leaves none behind.
+func TestWorkersDieWithNarwhal(t *testing.T) {
+	e2e.Require(t)
+	port := e2e.FreePort(t)
+	p := e2e.Start(t, e2e.Options{NoNS: true, Env: []string{"NARWHAL_WORKERS=2", "NARWHAL_METRICS_ADDR=off",
+		"NARWHAL_LISTEN=127.0.0.1:" + strconv.Itoa(port), "NARWHAL_WORKER_USER=65534"}}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 2)
+	workers := e2e.Children(p.PID)
+	if len(workers) != 2 {
+		t.Fatalf("workers = %v", workers)
+	}
+	syscall.Kill(p.PID, syscall.SIGKILL)
+	gone := e2e.Eventually(timeout, func() bool {
+		for _, w := range workers {
+			// Gone, or a zombie: dead, waiting for whoever inherited it to reap it.
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w))
+			if err == nil && !strings.Contains(string(b), ") Z ") {
+				return false
+			}
+		}
+		return true
+	})
+	if !gone {
+		t.Errorf("workers %v outlived narwhal", workers)
 	}
 }
