@@ -39,6 +39,10 @@ const (
 // readyResetAfter is how long a worker must stay ready before its slot's crash backoff resets.
 const readyResetAfter = 30 * time.Second
 
+// abandonAfter bounds the wait for a worker to exit after SIGKILL, which it cannot refuse but may
+// be slow to act on in uninterruptible sleep. Past it the worker is given up as lost.
+const abandonAfter = 5 * time.Second
+
 // Worker is one process of the pool.
 type Worker struct {
 	PID      int
@@ -457,6 +461,8 @@ func (m *Machine) Next(now time.Time) time.Time {
 		case Stopping:
 			if !w.killed {
 				at(w.killAt)
+			} else {
+				at(w.killAt.Add(abandonAfter))
 			}
 		}
 	}
@@ -506,6 +512,16 @@ func (m *Machine) reconcile(now time.Time) {
 					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", ReasonLifetime)
 			}
 		case Stopping:
+			if w.killed && !now.Before(w.killAt.Add(abandonAfter)) {
+				delete(m.workers, w.PID)
+				m.Stats.Exits[w.reason]++
+				if m.stopping {
+					m.exitCode = 1
+				}
+				m.log.Error("worker still running after SIGKILL; giving up on it", "event", "lost",
+					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", w.reason)
+				continue
+			}
 			if !w.killed && !now.Before(w.killAt) {
 				w.killed = true
 				if m.stopping {

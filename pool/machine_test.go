@@ -533,3 +533,26 @@ func TestMaxLifetime(t *testing.T) {
 		t.Errorf("exits = %v, want two lifetime", h.m.Stats.Exits)
 	}
 }
+
+// TestStopIsBounded: a worker that survives even SIGKILL (stuck in the kernel) is given up 5s
+// later, so a graceful stop always ends, with code 1.
+func TestStopIsBounded(t *testing.T) {
+	h := newHarness(t, params(1))
+	h.start()
+	h.m.Stop(h.now)
+	h.advance(5 * time.Second) // stop timeout: SIGKILL
+	if done, _ := h.m.Done(); done {
+		t.Fatal("done before the worker exited or was given up")
+	}
+	if next := h.m.Next(h.now); next.Sub(h.now) != abandonAfter {
+		t.Fatalf("next deadline in %s, want %s", next.Sub(h.now), abandonAfter)
+	}
+	h.advance(abandonAfter)
+	if done, code := h.m.Done(); !done || code != 1 {
+		t.Errorf("Done() = %v, %d; want true, 1", done, code)
+	}
+	h.m.Exited(h.now, h.w.spawned[0].pid, 137) // a late exit of a lost worker changes nothing
+	if h.m.Stats.Exits[ReasonStop] != 1 {
+		t.Errorf("exits = %v, want the one stop", h.m.Stats.Exits)
+	}
+}
