@@ -23,11 +23,11 @@ USER 65532:65532
 ENV NARWHAL_LISTEN=:8080
 EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/narwhal", "--healthcheck"]
-ENTRYPOINT ["/narwhal", "--"]
+ENTRYPOINT ["/narwhal"]
 CMD ["/app/server"]
 
 FROM scratch AS narwhal
 COPY --from=build /out/narwhal /narwhal
 USER 65532:65532
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/narwhal", "--healthcheck"]
-ENTRYPOINT ["/narwhal", "--"]
+ENTRYPOINT ["/narwhal"]

@@ -64,7 +64,10 @@ var (
 	imageErr  error
 )
 
-const image = "narwhal-e2e:example"
+const (
+	image      = "narwhal-e2e:example" // the Dockerfile's example target
+	plainImage = "narwhal-e2e:narwhal" // its default target, narwhal alone
+)
 
 // builderStage matches the Dockerfile's golang stage, up to the next FROM.
 var builderStage = regexp.MustCompile(`(?ms)^FROM golang:\S+ AS build$.*?^(FROM )`)
@@ -100,7 +103,9 @@ func buildImage(t *testing.T) {
 			imageErr = err
 			return
 		}
-		_, imageErr = docker(t, "build", "-q", "--target", "example", "-t", image, dir)
+		if _, imageErr = docker(t, "build", "-q", "--target", "narwhal", "-t", plainImage, dir); imageErr == nil {
+			_, imageErr = docker(t, "build", "-q", "--target", "example", "-t", image, dir)
+		}
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)
@@ -169,6 +174,9 @@ func TestContainerPool(t *testing.T) {
 func TestContainerInitMode(t *testing.T) {
 	requireDocker(t)
 	buildImage(t)
+	if out := must(t, "run", "--rm", plainImage, "--version"); !strings.HasPrefix(out, "narwhal e2e go1.") {
+		t.Errorf("docker run narwhal --version = %q", out)
+	}
 	out, err := docker(t, "run", "--rm", "-e", "NARWHAL_LISTEN=", "-e", "EXIT_WITH=42", image)
 	if err == nil || !strings.Contains(err.Error(), "exit status 42") {
 		t.Errorf("docker run of a child exiting 42: %q, %v", out, err)
