@@ -55,6 +55,10 @@ func Binary(t testing.TB) string {
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "narwhal-e2e-")
 		if buildErr == nil {
+			// Workers may run as another user (NARWHAL_WORKER_USER) and must reach the binaries.
+			buildErr = os.Chmod(buildDir, 0o755)
+		}
+		if buildErr == nil {
 			buildErr = build(filepath.Join(buildDir, "narwhal"), raceEnabled)
 		}
 	})
