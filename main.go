@@ -92,6 +92,9 @@ func run(args []string) int {
 	switch action {
 	case "--check-config":
 		cfg.WriteEffective(os.Stdout)
+		if cfg.Pool && cfg.Workers == 0 {
+			fmt.Printf("# NARWHAL_WORKERS=auto is %d here (the container's CPU limit)\n", pool.AutoWorkers())
+		}
 		return 0
 	case "--status", "--drain", "--healthcheck":
 		earlysig.Release() // a client dies on Ctrl-C like any other command
