@@ -197,10 +197,12 @@ func (m *Machine) Restart(now time.Time) {
 	}
 	if m.rollout != nil {
 		m.endRollout(now, RolloutSuperseded)
-		for _, w := range m.workers {
-			if w.replacement && w.State == Starting {
-				m.stop(now, w, ReasonStop)
-			}
+	}
+	// Replacements still starting (of a superseded rollout, or for memory, lifetime or a
+	// watchdog trigger) would bring up the old generation: the rollout replaces those slots.
+	for _, w := range m.workers {
+		if w.replacement && w.State == Starting {
+			m.stop(now, w, ReasonStop)
 		}
 	}
 	if m.desired == 0 {
@@ -387,9 +389,12 @@ func (m *Machine) crashed(now time.Time, w *Worker) {
 	m.log.Info("restarting slot after backoff", "event", "backoff", "slot", w.Slot, "delay", delay.String(), "crashes", s.crashes)
 }
 
-// abort ends the rollout when one of its replacements failed; old workers keep serving.
+// abort handles a replacement that failed to become ready: the old worker keeps serving, the
+// slot backs off as after a crash (so a broken release cannot make replacements spin), and a
+// rollout under way ends.
 func (m *Machine) abort(now time.Time, w *Worker, reason string) {
 	m.slot(w.Slot).replace = ""
+	m.crashed(now, w)
 	if m.rollout == nil {
 		return
 	}
@@ -468,7 +473,7 @@ func (m *Machine) Next(now time.Time) time.Time {
 	}
 	if !m.stopping {
 		for id, s := range m.slots {
-			if id < m.desired && m.occupant(id) == nil {
+			if id < m.desired && (m.occupant(id) == nil || s.replace != "") {
 				at(s.notBefore)
 			}
 		}
@@ -556,7 +561,7 @@ func (m *Machine) reconcile(now time.Time) {
 	// Replacements (rollout, watchdog trigger, recycling), at most Surge starting at once.
 	for id := 0; id < m.desired; id++ {
 		s := m.slot(id)
-		if s.replace == "" || m.inFlight() >= m.p.Surge || !m.room() {
+		if s.replace == "" || m.inFlight() >= m.p.Surge || !m.room() || now.Before(s.notBefore) {
 			continue
 		}
 		if m.serving(id) == nil || m.replacementOf(id) != nil {

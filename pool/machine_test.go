@@ -556,3 +556,48 @@ func TestStopIsBounded(t *testing.T) {
 		t.Errorf("exits = %v, want the one stop", h.m.Stats.Exits)
 	}
 }
+
+// TestFailedReplacementBacksOff: a lifetime replacement that dies at once (a broken release)
+// must not be retried in a tight loop.
+func TestFailedReplacementBacksOff(t *testing.T) {
+	p := params(1)
+	p.MaxLifetime = time.Hour
+	h := newHarness(t, p)
+	h.start()
+	h.advance(time.Hour)
+	for i := 0; i < 50; i++ {
+		repl := h.pids(Starting)
+		if len(repl) == 0 {
+			break
+		}
+		h.m.Exited(h.now, repl[0], 1) // dies before it is ready
+	}
+	if n := len(h.w.spawned); n > 3 {
+		t.Fatalf("%d spawns at one instant: the failed replacement was retried without backoff", n)
+	}
+	if h.m.Count(Ready) != 1 {
+		t.Error("the old worker stopped serving")
+	}
+}
+
+// TestRestartWhileReplacing: a rollout that begins while a memory replacement is starting must
+// still end with every slot in the new generation.
+func TestRestartWhileReplacing(t *testing.T) {
+	h := newHarness(t, params(2))
+	h.start()
+	h.m.Replace(h.now, h.pids(Ready)[0], ReasonMemory)
+	h.m.Restart(h.now)
+	for step := 0; step < 20 && h.m.rollout != nil; step++ {
+		h.advance(10 * time.Millisecond)
+		h.readyAll()
+		h.exitStopping()
+	}
+	if h.m.rollout != nil {
+		t.Fatal("the rollout never completed")
+	}
+	for _, w := range h.m.Workers() {
+		if w.Gen != 2 {
+			t.Errorf("worker %d serves generation %d after the rollout to 2", w.PID, w.Gen)
+		}
+	}
+}

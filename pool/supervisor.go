@@ -189,6 +189,9 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	}
 	cancelled := ctx.Done() // set to nil once acted on: a closed channel is always ready
 	for {
+		// Timers first, on every pass: a deadline that passed while another event was handled
+		// would otherwise wait for the timer, which is set only for deadlines still ahead.
+		s.m.Tick(time.Now())
 		if done, code := s.m.Done(); done {
 			return code
 		}
