@@ -9,10 +9,10 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/narwhal .
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/example-go ./examples/go
 
-# A pool of the Go example on :8080, one worker per CPU of the container's limit.
+# A pool of four workers of the Go example on :8080, metrics on :9090.
 # Try: curl localhost:8080; kill -HUP <narwhal's pid> for a rolling restart; Ctrl-C to stop.
 demo: build
-	NARWHAL_LISTEN=:8080 NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
+	NARWHAL_LISTEN=:8080 NARWHAL_WORKERS=4 NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
 
 # The chart tests live in their own module (deploy/) so Helm stays out of the binary's module.
 test:

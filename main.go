@@ -93,7 +93,8 @@ func run(args []string) int {
 	case "--check-config":
 		cfg.WriteEffective(os.Stdout)
 		if cfg.Pool && cfg.Workers == 0 {
-			fmt.Printf("# NARWHAL_WORKERS=auto is %d here (the container's CPU limit)\n", pool.AutoWorkers())
+			n, why := pool.AutoWorkers()
+			fmt.Printf("# NARWHAL_WORKERS=auto is %d here (%s)\n", n, why)
 		}
 		return 0
 	case "--status", "--drain", "--healthcheck":

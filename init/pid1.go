@@ -84,25 +84,38 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 	}
 
 	if !cfg.Pool {
-		return runChild(ctx, cfg, log, r, argv, sigs, b, true)
+		code, _ := runChild(ctx, cfg, log, r, argv, sigs, b, true)
+		return code
 	}
 	if len(cfg.PreStart) > 0 {
 		log.Info("running pre-start command", "event", "pre_start", "command", cfg.PreStart.String())
-		if code := runChild(ctx, cfg, log, r, cfg.PreStart, sigs, b, false); code != 0 {
+		code, stopped := runChild(ctx, cfg, log, r, cfg.PreStart, sigs, b, false)
+		if code != 0 {
 			log.Error("pre-start command failed; not starting workers", "event", "pre_start", "code", code)
 			return code
+		}
+		if stopped {
+			log.Info("asked to stop during the pre-start command; not starting workers", "event", "pre_start")
+			return 0
 		}
 	}
 	return sup.Run(ctx, sigs)
 }
 
-// stopSignals are those after which init mode reports itself stopping (unready).
+// stopSignals are those after which init mode reports itself stopping (unready), and after
+// which a pool does not start once its pre-start command ends.
 var stopSignals = map[syscall.Signal]bool{syscall.SIGTERM: true, syscall.SIGINT: true, syscall.SIGQUIT: true}
 
-// runChild runs argv as the only child, with tini's rules, and returns its exit code: init
-// mode (publish: the child is slot 0 on the board), and NARWHAL_PRE_START before a pool.
+// poolSignals steer a pool; during the pre-start command there is no pool yet, and they are
+// not the migration's business (SIGHUP's default action would kill it).
+var poolSignals = map[syscall.Signal]bool{syscall.SIGHUP: true, syscall.SIGUSR2: true, syscall.SIGUSR1: true,
+	syscall.SIGTTIN: true, syscall.SIGTTOU: true, syscall.SIGWINCH: true}
+
+// runChild runs argv as the only child, with tini's rules, and returns its exit code and whether
+// a stop signal arrived meanwhile: init mode (publish: the child is slot 0 on the board), and
+// NARWHAL_PRE_START before a pool (publish false: pool signals are not forwarded to it).
 func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
-	sigs <-chan os.Signal, b *board.Board, publish bool) int {
+	sigs <-chan os.Signal, b *board.Board, publish bool) (int, bool) {
 	opts := spawnOptions{env: os.Environ(), foreground: ownsTerminal()}
 	pid, exited, err := r.Start(func() (int, error) { return spawn(argv, opts) })
 	if err != nil {
@@ -111,14 +124,15 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 			ee = &ExecError{Command: argv[0], Err: err}
 		}
 		log.Error(ee.Error(), "event", "exec_failed", "command", argv[0], "code", ee.Code())
-		return ee.Code()
+		return ee.Code(), false
 	}
 	log.Info("child started", "event", "start", "slot", 0, "pid", pid, "generation", 1, "command", argv[0])
-	snap := board.Snapshot{Mode: "init", Generation: 1, Desired: 1, ReadyCount: 1, Starts: 1,
+	snap := initSnapshot{Mode: "init", Generation: 1, Desired: 1, ReadyCount: 1, Starts: 1,
 		Workers: []board.Worker{{Slot: 0, PID: pid, Generation: 1, State: "ready", Started: time.Now()}}}
 	if publish {
-		b.Publish(&snap)
+		b.Publish(snap.copy())
 	}
+	stopped := false
 
 	target := pid
 	if cfg.SignalGroup {
@@ -129,10 +143,15 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
 			b.CountSignal(config.SignalName(sig))
+			if !publish && poolSignals[sig] {
+				log.Info("signal ignored: the pool has not started", "event", "signal", "signal", config.SignalName(sig))
+				continue
+			}
 			forward(log, cfg.SignalRewrite, sig, target)
+			stopped = stopped || stopSignals[sig]
 			if publish && stopSignals[sig] && !snap.Stopping {
 				snap.Stopping = true
-				b.Publish(&snap)
+				b.Publish(snap.copy())
 			}
 		case done := <-b.Pings():
 			close(done)
@@ -151,7 +170,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 				log.Info("exit code remapped", "event", "remap", "code", remapped, "from", code)
 				code = remapped
 			}
-			return code
+			return code, stopped
 		}
 	}
 }
@@ -204,4 +223,14 @@ func stopLeftovers(ctx context.Context, log *slog.Logger, r *reaper.Reaper, cfg 
 	if r.WaitChildless(wait) != nil {
 		log.Error("left-over processes survived SIGKILL; exiting without them", "event", "cleanup")
 	}
+}
+
+// initSnapshot is init mode's board entry. Readers hold what was published while the loop goes
+// on changing its own, so each publish hands over a copy.
+type initSnapshot board.Snapshot
+
+func (s initSnapshot) copy() *board.Snapshot {
+	c := board.Snapshot(s)
+	c.Workers = append([]board.Worker(nil), s.Workers...)
+	return &c
 }

@@ -10,17 +10,40 @@ import (
 	"strings"
 )
 
-// AutoWorkers is NARWHAL_WORKERS=auto: the container's CPU limit (cgroup v2 cpu.max or v1
-// cfs quota/period), rounded up, at least 1. Without a limit it is the CPUs this process may
-// run on (its affinity mask, which a cpuset narrows), never more.
+// AutoWorkers is NARWHAL_WORKERS=auto, and why: the container's CPU limit (cgroup v2 cpu.max or
+// v1 cfs quota/period), rounded up, at least 1; else a cpuset that leaves fewer CPUs than the
+// machine has; else 1, never the host's CPU count, which says nothing about the container.
 //
 // Go's runtime reads the same quota for GOMAXPROCS, but never goes below 2 and yields to a
 // GOMAXPROCS variable, so it cannot stand in for this.
-func AutoWorkers() int {
+func AutoWorkers() (int, string) {
 	if limit, ok := cgroupCPULimit("/"); ok {
-		return max(1, int(math.Ceil(limit)))
+		return max(1, int(math.Ceil(limit))), "the container's CPU quota"
 	}
-	return max(1, runtime.NumCPU())
+	b, _ := os.ReadFile("/sys/devices/system/cpu/online")
+	if online := countCPUList(string(b)); online > 0 && runtime.NumCPU() < online {
+		return runtime.NumCPU(), "the container's cpuset"
+	}
+	return 1, "no CPU limit found: set NARWHAL_WORKERS or a CPU limit"
+}
+
+// countCPUList counts the CPUs of a kernel CPU list such as "0-3,8,10-11"; 0 if unreadable.
+func countCPUList(s string) int {
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || b < a {
+			return 0
+		}
+		n += b - a + 1
+	}
+	return n
 }
 
 // cgroupCPULimit reads the CPU limit of this process's cgroup under root (a test's fixture tree).

@@ -317,3 +317,11 @@ func TestAncestorsAtPathBoundary(t *testing.T) {
 		t.Errorf("mount point %q, want the octal escape decoded", v1.point)
 	}
 }
+
+func TestCountCPUList(t *testing.T) {
+	for s, want := range map[string]int{"0": 1, "0-1\n": 2, "0-3,8,10-11": 7, "": 0, "x": 0, "3-1": 0} {
+		if got := countCPUList(s); got != want {
+			t.Errorf("countCPUList(%q) = %d, want %d", s, got, want)
+		}
+	}
+}

@@ -64,7 +64,13 @@ func bind(l config.Listener, backlog int) (*Socket, error) {
 			return
 		}
 		s.Inode = st.Ino
-		s.fd, opErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		if s.fd, opErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); opErr != nil {
+			return
+		}
+		// Workers get the socket blocking, as systemd passes it: O_NONBLOCK belongs to the
+		// open file description that every duplicate shares, and Go set it. narwhal never
+		// accepts on it; a worker that wants non-blocking sets it itself, as Go and libuv do.
+		opErr = unix.SetNonblock(s.fd, false)
 	})
 	if err = errors.Join(err, opErr); err != nil {
 		ln.Close()

@@ -106,7 +106,9 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	n := int(cfg.Workers)
 	if n == 0 {
-		n = AutoWorkers()
+		var why string
+		n, why = AutoWorkers()
+		log.Info("NARWHAL_WORKERS=auto", "event", "config", "workers", n, "reason", why)
 	}
 	p := Params{
 		Workers: n, Surge: int(cfg.RolloutSurge),

@@ -137,9 +137,19 @@ func (b *Board) Observe(ready, rollouts []float64) {
 		return
 	}
 	b.mu.Lock()
-	b.readySeconds = append(b.readySeconds, ready...)
-	b.rolloutSeconds = append(b.rolloutSeconds, rollouts...)
+	b.readySeconds = keepLast(append(b.readySeconds, ready...))
+	b.rolloutSeconds = keepLast(append(b.rolloutSeconds, rollouts...))
 	b.mu.Unlock()
+}
+
+// maxObservations bounds what waits for a scrape, for a narwhal that nobody scrapes.
+const maxObservations = 4096
+
+func keepLast(s []float64) []float64 {
+	if len(s) > maxObservations {
+		return append([]float64(nil), s[len(s)-maxObservations:]...)
+	}
+	return s
 }
 
 // TakeObservations hands the observations since the last call to the metrics' histograms.
