@@ -203,6 +203,7 @@ func TestOptionalObjects(t *testing.T) {
 		"serviceMonitor":      map[string]any{"enabled": true},
 		"podDisruptionBudget": map[string]any{"enabled": true, "minAvailable": 2},
 		"autoscaling":         map[string]any{"enabled": true, "maxReplicas": 7},
+		"resources":           map[string]any{"requests": map[string]any{"cpu": "500m"}},
 	})
 	if r.pdb == nil || r.pdb.Spec.MinAvailable.IntVal != 2 {
 		t.Errorf("PDB = %+v", r.pdb)
@@ -216,6 +217,23 @@ func TestOptionalObjects(t *testing.T) {
 	eps, _ := r.monitor["spec"].(map[string]any)["endpoints"].([]any)
 	if len(eps) != 1 || eps[0].(map[string]any)["port"] != "metrics" {
 		t.Errorf("ServiceMonitor endpoints = %v", eps)
+	}
+}
+
+// TestAutoscalingNeedsCPURequests: an HPA on CPU utilisation cannot work without CPU requests,
+// so the chart refuses to render one.
+func TestAutoscalingNeedsCPURequests(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := chartutil.ToRenderValues(ch, map[string]any{"autoscaling": map[string]any{"enabled": true}},
+		chartutil.ReleaseOptions{Name: "narwhal", Namespace: "default"}, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Render(ch, vals); err == nil || !strings.Contains(err.Error(), "resources.requests.cpu") {
+		t.Errorf("render with autoscaling and no CPU request: %v, want a failure naming resources.requests.cpu", err)
 	}
 }
 

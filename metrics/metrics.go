@@ -31,9 +31,13 @@ type Collector struct {
 	procRoot string
 	queues   func(board.Listener) (queued, backlog int, ok bool)
 
-	mu             sync.Mutex // histograms are fed from the board's observations at scrape time
+	mu             sync.Mutex // held through Collect: histograms and CPU totals are updated there
 	readySeconds   prometheus.Histogram
 	rolloutSeconds prometheus.Histogram
+	// CPU per slot must only grow: the last CPU time seen of each live process, and the total of
+	// those that are gone (under-counting only what they used since the last scrape).
+	cpuSeen    map[int]map[int]float64 // slot -> pid -> seconds
+	cpuRetired map[int]float64
 
 	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
 	ready, draining, queued, backlog, memory, cpu *prometheus.Desc
@@ -47,6 +51,7 @@ func New(b *board.Board, orphans func() uint64, version string, queues func(boar
 	}
 	return &Collector{
 		board: b, orphans: orphans, version: version, procRoot: "/proc", queues: queues,
+		cpuSeen: map[int]map[int]float64{}, cpuRetired: map[int]float64{},
 		readySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "narwhal_worker_ready_seconds", Help: "Time from a worker's start to its readiness.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -90,6 +95,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	s := c.board.Snapshot()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -134,25 +141,45 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	// Per slot: every process in it (a replacement and the worker it replaces both count).
-	mem, cpu := map[int]int64{}, map[int]float64{}
+	mem := map[int]int64{}
+	live := map[int]map[int]float64{}
 	for _, w := range s.Workers {
 		u := proc.TreeUsage(c.procRoot, w.PID)
 		mem[w.Slot] += u.RSSBytes
-		cpu[w.Slot] += u.CPUSeconds
+		if live[w.Slot] == nil {
+			live[w.Slot] = map[int]float64{}
+		}
+		live[w.Slot][w.PID] = u.CPUSeconds
 	}
-	slots := make([]int, 0, len(mem))
+	for slot, seen := range c.cpuSeen {
+		for pid, secs := range seen {
+			if _, ok := live[slot][pid]; !ok {
+				c.cpuRetired[slot] += secs
+			}
+		}
+	}
+	c.cpuSeen = live
 	for slot := range mem {
+		gauge(c.memory, float64(mem[slot]), strconv.Itoa(slot))
+	}
+	slots := make([]int, 0, len(c.cpuRetired)+len(live))
+	for slot := range c.cpuRetired {
 		slots = append(slots, slot)
+	}
+	for slot := range live {
+		if _, ok := c.cpuRetired[slot]; !ok {
+			slots = append(slots, slot)
+		}
 	}
 	sort.Ints(slots)
 	for _, slot := range slots {
-		label := strconv.Itoa(slot)
-		gauge(c.memory, float64(mem[slot]), label)
-		counter(c.cpu, cpu[slot], label)
+		total := c.cpuRetired[slot]
+		for _, secs := range live[slot] {
+			total += secs
+		}
+		counter(c.cpu, total, strconv.Itoa(slot))
 	}
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	ready, rollouts := c.board.TakeObservations()
 	for _, v := range ready {
 		c.readySeconds.Observe(v)

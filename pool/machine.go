@@ -344,6 +344,9 @@ func (m *Machine) Exited(now time.Time, pid, code int) {
 		return
 	}
 	delete(m.workers, pid)
+	// Whatever the worker left in its process group (a shell's background job) would go on
+	// holding the listener and serving old code: it gets the stop signal too.
+	m.fx.Signal(pid, m.p.StopSignal, true)
 	reason := w.reason
 	if reason == "" {
 		reason = ReasonCrash

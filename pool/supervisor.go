@@ -103,6 +103,11 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	if cfg.Ready == "auto" {
 		s.detect = s.detector(reuseport)
+		if cred != nil && int(cred.Uid) != os.Getuid() && !hasCapability(capSysPtrace) {
+			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
+				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
+				"event", "config", "uid", cred.Uid)
+		}
 	}
 	n := int(cfg.Workers)
 	if n == 0 {
@@ -139,6 +144,24 @@ func (s *Supervisor) detector(reuseport bool) *detector {
 		port = l.Port()
 	}
 	return &detector{proc: "/proc", wanted: portListeners("/proc", port), owning: true}
+}
+
+// capSysPtrace is CAP_SYS_PTRACE, which reading another user's /proc/PID/fd needs.
+const capSysPtrace = 19
+
+// hasCapability reports whether narwhal's effective capabilities hold capability n.
+func hasCapability(n uint) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<n) != 0
+		}
+	}
+	return false
 }
 
 func checkCommand(name, dir string) error {
