@@ -44,7 +44,8 @@ const usage = `usage:
 // The main goroutine stays on the main thread. The LISTEN_PID shim must exec the worker from the
 // thread its parent forked, because PR_SET_PDEATHSIG belongs to that thread: an exec from
 // another thread makes that thread the process and leaves the worker without a parent-death
-// signal, so it would outlive narwhal.
+// signal, so it would outlive narwhal. Init mode, which sets no parent-death signal, lets go
+// once configured (see run).
 func init() { runtime.LockOSThread() }
 
 func main() {
@@ -100,6 +101,11 @@ func run(args []string) int {
 	case "--status", "--drain", "--healthcheck":
 		earlysig.Release() // a client dies on Ctrl-C like any other command
 		return client(action, control.Name(cfg.ControlSocket))
+	}
+	if !cfg.Pool {
+		// Locked, the main thread would sleep each time the main goroutine blocks, and a wake-up
+		// of that very thread would be needed to go on.
+		runtime.UnlockOSThread()
 	}
 	return pid1.Run(cfg, newLogger(cfg, os.Stderr), argv, earlysig.C, buildVersion())
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/user"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,7 +110,7 @@ func (c *Config) validate() error {
 	for _, f := range fields(c) {
 		if choices := f.tag.Get("choices"); choices != "" {
 			v := strings.ToLower(strings.TrimSpace(f.value.String()))
-			if !contains(strings.Split(choices, "|"), v) {
+			if !slices.Contains(strings.Split(choices, "|"), v) {
 				return &Error{f.key, f.value.String(), "want one of " + strings.ReplaceAll(choices, "|", ", ")}
 			}
 			f.value.SetString(v)
@@ -200,15 +201,6 @@ func checkIdentity(v, name string, lookup func(string) (*user.User, error)) erro
 		return &Error{Prefix + "_" + name, v, "unknown name (" + err.Error() + "); want a name the image knows, or a number"}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Mode is "pool" or "init".

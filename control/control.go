@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/board"
-	"github.com/narwhal-init/narwhal/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +60,7 @@ type Worker struct {
 	MemoryBytes   int64   `json:"memory_bytes"`
 }
 
-// StatusOf reads the board into a Status, with each worker's memory from /proc.
+// StatusOf reads the board into a Status; memory is as of the supervisor's last scan.
 func StatusOf(b *board.Board) Status {
 	s := b.Snapshot()
 	ready, _ := b.Ready()
@@ -72,7 +71,7 @@ func StatusOf(b *board.Board) Status {
 		st.Workers = append(st.Workers, Worker{
 			Worker:        w,
 			UptimeSeconds: now.Sub(w.Started).Seconds(),
-			MemoryBytes:   proc.TreeUsage("/proc", w.PID).RSSBytes,
+			MemoryBytes:   w.Memory,
 		})
 	}
 	return st

@@ -8,8 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const procRoot = "/proc"
-
 // signalDescendants sends sig to every process below narwhal and reports how many it reached.
 // As PID 1 that is kill(-1), which the kernel confines to narwhal's PID namespace; as a
 // subreaper it walks /proc, since kill(-1) would reach the whole host.
@@ -20,12 +18,8 @@ func signalDescendants(sig syscall.Signal) int {
 		}
 		return -1 // some, number unknown without a /proc of our own
 	}
-	pids, err := proc.Descendants(procRoot, os.Getpid())
-	if err != nil {
-		return 0
-	}
 	n := 0
-	for _, pid := range pids {
+	for _, pid := range proc.Host.Snapshot().Descendants(os.Getpid()) {
 		if unix.Kill(pid, sig) == nil {
 			n++
 		}

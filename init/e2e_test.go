@@ -399,3 +399,35 @@ func TestTerminalForeground(t *testing.T) {
 		t.Errorf("child's process group %q, terminal's foreground group %q; want equal:\n%s", pgid, tpgid, out)
 	}
 }
+
+// TestJobControlSignalsIgnored: in init mode narwhal ignores SIGTTIN and SIGTTOU, as tini does,
+// so PID 1 never stops, nor loops on a restarted call, on its own terminal; the child gets them
+// at their default action. They used to be caught, which is neither.
+func TestJobControlSignalsIgnored(t *testing.T) {
+	e2e.Require(t)
+	p := e2e.Start(t, e2e.Options{}, "sleep", "1000")
+	const jobControl = 1<<(unix.SIGTTIN-1) | 1<<(unix.SIGTTOU-1)
+	mask := func(pid int, field string) uint64 {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, field+":"); ok {
+				n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	if !e2e.Eventually(timeout, func() bool { return mask(p.PID, "SigIgn")&jobControl == jobControl }) {
+		t.Fatalf("narwhal's SigIgn %x lacks SIGTTIN and SIGTTOU", mask(p.PID, "SigIgn"))
+	}
+	if c := mask(p.PID, "SigCgt"); c&jobControl != 0 {
+		t.Errorf("narwhal still catches SIGTTIN/SIGTTOU (SigCgt %x)", c)
+	}
+	children := e2e.Children(p.PID)
+	if len(children) != 1 {
+		t.Fatalf("narwhal has children %v, want the one sleep", children)
+	}
+	if ig := mask(children[0], "SigIgn"); ig&jobControl != 0 {
+		t.Errorf("the child ignores SIGTTIN/SIGTTOU (SigIgn %x); it should start with their default action", ig)
+	}
+}

@@ -2,6 +2,10 @@
 // child with tini's rules: every signal forwarded, every orphan reaped, the child's exit code
 // returned, and nothing left running when it returns. All exit statuses come from one reaper;
 // signals come from earlysig's channel, subscribed to before any child exists.
+//
+// Run starts its parts as one group of actors (oklog/run): the reaper, the metrics server, the
+// control socket and the mode runner (init or pool). The first to return ends the group: a part
+// that fails stops the workers gracefully and makes narwhal exit non-zero.
 package pid1
 
 import (
@@ -15,9 +19,13 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/control"
 	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/command"
+	"github.com/narwhal-init/narwhal/internal/earlysig"
+	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/metrics"
 	"github.com/narwhal-init/narwhal/pool"
 	"github.com/narwhal-init/narwhal/reaper"
+	"github.com/oklog/run"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,13 +37,19 @@ const killGrace = 5 * time.Second
 // left-over processes; the answer normally comes in microseconds.
 const childlessProbe = 20 * time.Millisecond
 
+// usageEvery is how often init mode reads its child's memory and CPU, when metrics are served.
+const usageEvery = time.Second
+
 // notForwarded are the signals init mode keeps to itself: job-control signals for narwhal's
 // terminal and a broken pipe on narwhal's own output mean nothing to the child.
-var notForwarded = map[os.Signal]bool{
+var notForwarded = map[syscall.Signal]bool{
 	syscall.SIGPIPE: true,
 	syscall.SIGTTIN: true,
 	syscall.SIGTTOU: true,
 }
+
+// errExited is how the mode runner ends the group: narwhal's work is done.
+var errExited = errors.New("exited")
 
 // Run is narwhal's whole life after configuration: it becomes the reaper of its descendants,
 // opens the metrics endpoint and the control socket, then runs argv in init mode or as a pool,
@@ -45,10 +59,7 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 		log.Warn("orphans will not be reaped: narwhal is not PID 1 and cannot be a subreaper",
 			"event", "no_reaper", "error", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	r := reaper.New(log)
-	go r.Run(ctx)
 	b := board.New(int(cfg.MinReady), cfg.DrainDelay.D())
 
 	var sup *pool.Supervisor
@@ -66,6 +77,14 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 		}
 		queues = sup.Queue
 	}
+
+	var g run.Group
+	// The reaper must outlive the mode runner, which waits for exits even after an interrupt;
+	// so it stops when the runner returns, not when interrupted.
+	reaping, stopReaping := context.WithCancel(context.Background())
+	defer stopReaping()
+	g.Add(func() error { return r.Run(reaping) }, func(error) {})
+
 	// Probes and the control socket answer from before the first child starts.
 	if addr := cfg.EffectiveMetricsAddr(); addr != "" {
 		ln, err := metrics.Listen(addr)
@@ -74,17 +93,47 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 			return 1
 		}
 		reg := metrics.Registry(metrics.New(b, r.Orphans, version, queues))
-		go metrics.Serve(ctx, ln, metrics.Handler(reg, b, metrics.LiveTimeout), log)
+		srv := metrics.NewServer(metrics.Handler(reg, b, metrics.LiveTimeout))
+		log.Info("serving metrics and health", "event", "listen", "address", ln.Addr().String())
+		g.Add(func() error { return srv.Serve(ln) }, func(error) { srv.Close() })
 	}
 	if ctl, err := control.Listen(control.Name(cfg.ControlSocket), b, log); err != nil {
 		log.Warn("control socket unavailable; --status, --drain and --healthcheck will not reach this narwhal",
 			"event", "control", "error", err)
 	} else {
-		go ctl.Serve(ctx)
+		serving, stop := context.WithCancel(context.Background())
+		g.Add(func() error { ctl.Serve(serving); return errors.New("control socket closed") }, func(error) { stop() })
 	}
 
+	code := 0
+	running, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	g.Add(func() error {
+		defer stopReaping()
+		code = runMode(running, cfg, log, r, argv, sigs, b, sup)
+		return errExited
+	}, func(error) { interrupt() })
+
+	if err := g.Run(); !errors.Is(err, errExited) {
+		log.Error("narwhal stopped because a part of it failed", "event", "failed", "error", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// runMode runs init mode's child, or the pool after its pre-start command, until done or until
+// ctx ends (a part of narwhal failed), which stops it as SIGTERM would.
+func runMode(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
+	sigs <-chan os.Signal, b *board.Board, sup *pool.Supervisor) int {
+	earlysig.Wait() // every signal reaches sigs before the first child exists
 	if !cfg.Pool {
 		code, _ := runChild(ctx, cfg, log, r, argv, sigs, b, true)
+		if remapped := cfg.ExitRemap.Apply(code); remapped != code {
+			log.Info("exit code remapped", "event", "remap", "code", remapped, "from", code)
+			code = remapped
+		}
 		return code
 	}
 	if len(cfg.PreStart) > 0 {
@@ -112,47 +161,76 @@ var poolSignals = map[syscall.Signal]bool{syscall.SIGHUP: true, syscall.SIGUSR2:
 	syscall.SIGTTIN: true, syscall.SIGTTOU: true, syscall.SIGWINCH: true}
 
 // runChild runs argv as the only child, with tini's rules, and returns its exit code and whether
-// a stop signal arrived meanwhile: init mode (publish: the child is slot 0 on the board), and
-// NARWHAL_PRE_START before a pool (publish false: pool signals are not forwarded to it).
+// a stop signal arrived meanwhile: init mode (initMode: the child is slot 0 on the board), and
+// NARWHAL_PRE_START before a pool (pool signals are not forwarded to it, and the terminal's
+// foreground comes back to narwhal afterwards, for the pool's Ctrl-C). ctx's end is a stop.
 func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
-	sigs <-chan os.Signal, b *board.Board, publish bool) (int, bool) {
+	sigs <-chan os.Signal, b *board.Board, initMode bool) (int, bool) {
 	opts := spawnOptions{env: os.Environ(), foreground: ownsTerminal()}
+	if opts.foreground && !initMode {
+		defer takeForeground(log)
+	}
 	pid, exited, err := r.Start(func() (int, error) { return spawn(argv, opts) })
+	if initMode {
+		// PID 1 must never stop on its own terminal, as tini ensures. Ignored only now: the child
+		// was forked while they were caught, so it starts with their default actions.
+		earlysig.IgnoreJobControl()
+	}
 	if err != nil {
-		var ee *ExecError
-		if !errors.As(err, &ee) {
-			ee = &ExecError{Command: argv[0], Err: err}
+		var ce *command.Error
+		if !errors.As(err, &ce) {
+			ce = &command.Error{Command: argv[0], Err: err}
 		}
-		log.Error(ee.Error(), "event", "exec_failed", "command", argv[0], "code", ee.Code())
-		return ee.Code(), false
+		log.Error(ce.Error(), "event", "exec_failed", "command", argv[0], "code", ce.Code())
+		return ce.Code(), false
 	}
 	log.Info("child started", "event", "start", "slot", 0, "pid", pid, "generation", 1, "command", argv[0])
 	snap := initSnapshot{Mode: "init", Generation: 1, Desired: 1, ReadyCount: 1, Starts: 1,
 		Workers: []board.Worker{{Slot: 0, PID: pid, Generation: 1, State: "ready", Started: time.Now()}}}
-	if publish {
-		b.Publish(snap.copy())
+	publish := func() {
+		if initMode {
+			b.Publish(snap.copy())
+		}
 	}
+	publish()
 	stopped := false
 
 	target := pid
 	if cfg.SignalGroup {
 		target = -pid // the child's process group, which spawn made with the child's PID as its ID
 	}
+	var usage <-chan time.Time
+	if initMode && cfg.EffectiveMetricsAddr() != "" {
+		t := time.NewTicker(usageEvery)
+		defer t.Stop()
+		usage = t.C
+	}
+	cancelled := ctx.Done()
 	for {
 		select {
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
 			b.CountSignal(config.SignalName(sig))
-			if !publish && poolSignals[sig] {
+			if !initMode && poolSignals[sig] {
 				log.Info("signal ignored: the pool has not started", "event", "signal", "signal", config.SignalName(sig))
 				continue
 			}
 			forward(log, cfg.SignalRewrite, sig, target)
-			stopped = stopped || stopSignals[sig]
-			if publish && stopSignals[sig] && !snap.Stopping {
-				snap.Stopping = true
-				b.Publish(snap.copy())
+			if stopSignals[sig] && !stopped {
+				stopped, snap.Stopping = true, true
+				publish()
 			}
+		case <-cancelled:
+			cancelled = nil
+			log.Info("stopping the child: a part of narwhal failed", "event", "stopping", "signal", cfg.StopSignal.String())
+			unix.Kill(target, syscall.Signal(cfg.StopSignal))
+			stopped, snap.Stopping = true, true
+			publish()
+		case <-usage:
+			u := proc.Host.Snapshot().Usage(pid)
+			snap.Workers[0].Memory = u.RSSBytes
+			snap.SlotCPUSeconds = map[int]float64{0: u.CPUSeconds}
+			publish()
 		case done := <-b.Pings():
 			close(done)
 		case exit := <-exited:
@@ -162,14 +240,9 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 				attrs = append(attrs, "signal", config.SignalName(exit.Status.Signal()))
 			}
 			log.Info("child exited", attrs...)
-			if publish {
-				b.Publish(&board.Snapshot{Mode: "init", Generation: 1, Desired: 1, Stopping: true, Starts: 1})
-			}
+			snap.Stopping, snap.ReadyCount, snap.Workers = true, 0, nil
+			publish()
 			stopLeftovers(ctx, log, r, cfg)
-			if remapped := cfg.ExitRemap.Apply(code); remapped != code {
-				log.Info("exit code remapped", "event", "remap", "code", remapped, "from", code)
-				code = remapped
-			}
 			return code, stopped
 		}
 	}
@@ -198,29 +271,28 @@ func forward(log *slog.Logger, rewrite config.SignalRewrite, s syscall.Signal, t
 func stopLeftovers(ctx context.Context, log *slog.Logger, r *reaper.Reaper, cfg *config.Config) {
 	// No child left means no descendant left: an orphan would have become narwhal's child. The
 	// reaper answers that at once, which spares the common case a walk of /proc.
-	quick, cancelQuick := context.WithTimeout(ctx, childlessProbe)
+	quick, cancelQuick := context.WithTimeout(context.WithoutCancel(ctx), childlessProbe)
 	defer cancelQuick()
 	if r.WaitChildless(quick) == nil {
 		return
 	}
+	wait := func(d time.Duration) error {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+		defer cancel()
+		return r.WaitChildless(c)
+	}
 	if signalDescendants(syscall.Signal(cfg.StopSignal)) == 0 {
 		// Nothing to signal: at most zombies remain, which the reaper collects at once.
-		wait, cancel := context.WithTimeout(ctx, killGrace)
-		defer cancel()
-		r.WaitChildless(wait)
+		wait(killGrace)
 		return
 	}
 	log.Info("stopping left-over processes", "event", "cleanup", "signal", cfg.StopSignal.String(), "timeout", cfg.StopTimeout.String())
-	wait, cancel := context.WithTimeout(ctx, cfg.StopTimeout.D())
-	defer cancel()
-	if r.WaitChildless(wait) == nil {
+	if wait(cfg.StopTimeout.D()) == nil {
 		return
 	}
 	log.Warn("left-over processes did not stop in time; killing them", "event", "cleanup", "signal", "SIGKILL")
 	signalDescendants(syscall.SIGKILL)
-	wait, cancel = context.WithTimeout(ctx, killGrace)
-	defer cancel()
-	if r.WaitChildless(wait) != nil {
+	if wait(killGrace) != nil {
 		log.Error("left-over processes survived SIGKILL; exiting without them", "event", "cleanup")
 	}
 }

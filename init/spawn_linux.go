@@ -1,32 +1,16 @@
 package pid1
 
 import (
-	"errors"
 	"fmt"
+	"log/slog"
 	"os"
-	"os/exec"
+	"runtime"
 	"syscall"
+
+	"github.com/narwhal-init/narwhal/internal/command"
 
 	"golang.org/x/sys/unix"
 )
-
-// ExecError is a COMMAND that could not be started: exit 127 when it does not exist, 126 when
-// it exists but cannot be executed, as a shell reports them.
-type ExecError struct {
-	Command string
-	Err     error
-}
-
-func (e *ExecError) Error() string { return fmt.Sprintf("cannot run %q: %v", e.Command, e.Err) }
-func (e *ExecError) Unwrap() error { return e.Err }
-
-// Code is narwhal's exit code for the failure.
-func (e *ExecError) Code() int {
-	if errors.Is(e.Err, exec.ErrNotFound) || errors.Is(e.Err, unix.ENOENT) {
-		return 127
-	}
-	return 126
-}
 
 // spawnOptions are how a child starts. stdin, stdout and stderr are always narwhal's own.
 type spawnOptions struct {
@@ -38,9 +22,9 @@ type spawnOptions struct {
 // spawn forks and execs argv in a process group of its own and returns its PID. It must run
 // inside reaper.Start so that the child is registered before it can be reaped.
 func spawn(argv []string, o spawnOptions) (int, error) {
-	path, err := exec.LookPath(argv[0])
+	path, err := command.Look(argv[0])
 	if err != nil {
-		return 0, &ExecError{Command: argv[0], Err: unwrapExecError(err)}
+		return 0, err
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   o.dir,
@@ -53,18 +37,9 @@ func spawn(argv []string, o spawnOptions) (int, error) {
 		},
 	})
 	if err != nil {
-		return 0, &ExecError{Command: argv[0], Err: err}
+		return 0, &command.Error{Command: argv[0], Err: err}
 	}
 	return pid, nil
-}
-
-// unwrapExecError keeps LookPath's reason (not found, permission denied) without its prefix.
-func unwrapExecError(err error) error {
-	var ee *exec.Error
-	if errors.As(err, &ee) {
-		return ee.Err
-	}
-	return err
 }
 
 // stdio passes fds 0, 1 and 2 as they are; one that narwhal itself does not have stays closed
@@ -89,6 +64,25 @@ func ownsTerminal() bool {
 	}
 	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
 	return err == nil && fg == unix.Getpgrp()
+}
+
+// takeForeground makes narwhal's process group the terminal's foreground again, after a
+// pre-start command had it, so that Ctrl-C reaches the pool. A background process group may
+// only do this with SIGTTOU blocked or ignored; the pool catches SIGTTOU (scale down), so it is
+// blocked on this thread for the call.
+func takeForeground(log *slog.Logger) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ttou, old unix.Sigset_t
+	ttou.Val[(unix.SIGTTOU-1)/64] |= 1 << ((unix.SIGTTOU - 1) % 64)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &ttou, &old); err != nil {
+		log.Warn("cannot take the terminal back after the pre-start command", "event", "pre_start", "error", err)
+		return
+	}
+	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	if err := unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp()); err != nil {
+		log.Warn("cannot take the terminal back after the pre-start command", "event", "pre_start", "error", err)
+	}
 }
 
 // becomeReaper makes orphaned descendants narwhal's to reap when it is not PID 1. It returns

@@ -3,7 +3,6 @@ package metrics
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -105,24 +104,16 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves h on ln until ctx ends, then closes it, giving requests in flight a second.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) {
-	srv := &http.Server{
+// NewServer returns the server of h, with timeouts that bound every request. Its Serve is an
+// actor of narwhal's run group and Close its interrupt: a metrics server that stops serving
+// ends narwhal, since orchestrators would then see it as dead.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       5 * time.Second,
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    8 << 10,
-	}
-	go func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-	}()
-	log.Info("serving metrics and health", "event", "listen", "address", ln.Addr().String())
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		log.Error("metrics server stopped", "event", "metrics", "error", err)
 	}
 }

@@ -1,17 +1,18 @@
 // Package metrics exposes narwhal's state to Prometheus and to orchestrators' probes. Every
-// metric is computed at scrape time from the board the supervising loop publishes to, plus
-// /proc for worker memory and CPU and the kernel for accept queues, through one injected
-// registry: nothing here touches the loop's own state, and nothing is global.
+// metric is computed at scrape time from the board the supervising loop publishes to (worker
+// memory and CPU included, from the loop's own scan of /proc) and from the kernel for accept
+// queues, through one injected registry: nothing here touches the loop's state or reads /proc,
+// and nothing is global.
 package metrics
 
 import (
+	"maps"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/narwhal-init/narwhal/internal/board"
-	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -19,25 +20,22 @@ import (
 // Label values that always appear, so dashboards and alerts see zeros rather than nothing.
 var (
 	workerStates   = []string{"starting", "ready", "stopping"}
-	exitReasons    = []string{"crash", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}
+	exitReasons    = []string{"crash", "oom", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}
 	rolloutResults = []string{"completed", "aborted", "superseded"}
+	// actedOn are the signals narwhal does something with itself, counted from zero.
+	actedOn = []string{"SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGWINCH"}
 )
 
 // Collector turns the board into metrics.
 type Collector struct {
-	board    *board.Board
-	orphans  func() uint64
-	version  string
-	procRoot string
-	queues   func(board.Listener) (queued, backlog int, ok bool)
+	board   *board.Board
+	orphans func() uint64
+	version string
+	queues  func(board.Listener) (queued, backlog int, ok bool)
 
-	mu             sync.Mutex // held through Collect: histograms and CPU totals are updated there
+	mu             sync.Mutex // held through Collect: the histograms are fed there
 	readySeconds   prometheus.Histogram
 	rolloutSeconds prometheus.Histogram
-	// CPU per slot must only grow: the last CPU time seen of each live process, and the total of
-	// those that are gone (under-counting only what they used since the last scrape).
-	cpuSeen    map[int]map[int]float64 // slot -> pid -> seconds
-	cpuRetired map[int]float64
 
 	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
 	ready, draining, queued, backlog, memory, cpu *prometheus.Desc
@@ -50,8 +48,7 @@ func New(b *board.Board, orphans func() uint64, version string, queues func(boar
 		return prometheus.NewDesc("narwhal_"+name, help, labels, nil)
 	}
 	return &Collector{
-		board: b, orphans: orphans, version: version, procRoot: "/proc", queues: queues,
-		cpuSeen: map[int]map[int]float64{}, cpuRetired: map[int]float64{},
+		board: b, orphans: orphans, version: version, queues: queues,
 		readySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "narwhal_worker_ready_seconds", Help: "Time from a worker's start to its readiness.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -74,7 +71,7 @@ func New(b *board.Board, orphans func() uint64, version string, queues func(boar
 		queued:       d("listener_queued_connections", "Connections waiting in a listener's accept queue now.", "listener"),
 		backlog:      d("listener_backlog", "A listener's accept queue size.", "listener"),
 		memory:       d("worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants.", "slot"),
-		cpu:          d("worker_cpu_seconds_total", "CPU time of a slot's current worker and its descendants.", "slot"),
+		cpu:          d("worker_cpu_seconds_total", "CPU time of every process a slot has run: its workers and their descendants.", "slot"),
 	}
 }
 
@@ -122,8 +119,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rollouts, float64(s.Rollouts[r]), r)
 	}
 	counter(c.orphansTotal, float64(c.orphans()))
-	for name, n := range c.board.Signals() {
-		counter(c.signals, float64(n), name)
+	signals := c.board.Signals()
+	for _, name := range actedOn {
+		counter(c.signals, float64(signals[name]), name)
+	}
+	for name, n := range signals {
+		if !slices.Contains(actedOn, name) {
+			counter(c.signals, float64(n), name)
+		}
 	}
 	ok, _ := c.board.Ready()
 	gauge(c.ready, boolFloat(ok))
@@ -142,42 +145,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	// Per slot: every process in it (a replacement and the worker it replaces both count).
 	mem := map[int]int64{}
-	live := map[int]map[int]float64{}
 	for _, w := range s.Workers {
-		u := proc.TreeUsage(c.procRoot, w.PID)
-		mem[w.Slot] += u.RSSBytes
-		if live[w.Slot] == nil {
-			live[w.Slot] = map[int]float64{}
-		}
-		live[w.Slot][w.PID] = u.CPUSeconds
+		mem[w.Slot] += w.Memory
 	}
-	for slot, seen := range c.cpuSeen {
-		for pid, secs := range seen {
-			if _, ok := live[slot][pid]; !ok {
-				c.cpuRetired[slot] += secs
-			}
-		}
-	}
-	c.cpuSeen = live
-	for slot := range mem {
+	for _, slot := range slices.Sorted(maps.Keys(mem)) {
 		gauge(c.memory, float64(mem[slot]), strconv.Itoa(slot))
 	}
-	slots := make([]int, 0, len(c.cpuRetired)+len(live))
-	for slot := range c.cpuRetired {
-		slots = append(slots, slot)
-	}
-	for slot := range live {
-		if _, ok := c.cpuRetired[slot]; !ok {
-			slots = append(slots, slot)
-		}
-	}
-	sort.Ints(slots)
-	for _, slot := range slots {
-		total := c.cpuRetired[slot]
-		for _, secs := range live[slot] {
-			total += secs
-		}
-		counter(c.cpu, total, strconv.Itoa(slot))
+	for _, slot := range slices.Sorted(maps.Keys(s.SlotCPUSeconds)) {
+		counter(c.cpu, s.SlotCPUSeconds[slot], strconv.Itoa(slot))
 	}
 
 	ready, rollouts := c.board.TakeObservations()

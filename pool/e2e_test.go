@@ -1,15 +1,18 @@
 package pool_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -264,11 +267,12 @@ func TestGracefulStop(t *testing.T) {
 }
 
 // TestStopTimeoutKills: workers that ignore SIGTERM are killed after NARWHAL_STOP_TIMEOUT and
-// narwhal exits 1.
+// narwhal exits 1. Each says READY=1 only once its trap is in place, so the test cannot signal
+// it too early.
 func TestStopTimeoutKills(t *testing.T) {
 	e2e.Require(t)
-	p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=50ms", "NARWHAL_STOP_TIMEOUT=1s"},
-		"sh", "-c", `trap "" TERM; exec sleep 1000`)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_READY=notify", "NARWHAL_STOP_TIMEOUT=1s"},
+		"sh", "-c", `trap "" TERM; echo READY=1 >&$NARWHAL_NOTIFY_FD; exec sleep 1000`)
 	waitEvents(t, p, "ready", 2)
 	start := time.Now()
 	p.Signal(syscall.SIGTERM)
@@ -373,15 +377,19 @@ func TestPreStart(t *testing.T) {
 		}
 		getHello(t, url)
 	})
-	t.Run("failure", func(t *testing.T) {
-		p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_PRE_START=sh -c 'exit 3'"}, e2e.Example(t, "go")...)
-		if code := p.Wait(timeout); code != 3 {
-			t.Errorf("exit code = %d, want the pre-start's 3", code)
-		}
-		if strings.Contains(p.Stderr(), `"msg":"worker started"`) {
-			t.Error("a worker started although the pre-start command failed")
-		}
-	})
+	// NARWHAL_EXIT_REMAP is init mode's, never the pre-start's: a failed migration stops narwhal
+	// with its own code even when that code is remapped.
+	for _, remap := range []string{"", "NARWHAL_EXIT_REMAP=3:0"} {
+		t.Run("failure "+remap, func(t *testing.T) {
+			p, _ := pool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_PRE_START=sh -c 'exit 3'", remap}, e2e.Example(t, "go")...)
+			if code := p.Wait(timeout); code != 3 {
+				t.Errorf("exit code = %d, want the pre-start's own 3", code)
+			}
+			if strings.Contains(p.Stderr(), `"msg":"worker started"`) {
+				t.Error("a worker started although the pre-start command failed")
+			}
+		})
+	}
 }
 
 // TestWorkerDir: NARWHAL_WORKER_DIR is resolved at each start, so a rollout after switching a
@@ -449,11 +457,13 @@ func TestWorkerUser(t *testing.T) {
 	}
 }
 
-// TestUSR1ReachesEveryWorker: SIGUSR1 (reopen logs) is forwarded to each worker.
+// TestUSR1ReachesEveryWorker: SIGUSR1 (reopen logs) is forwarded to each worker, ready once
+// its trap is installed.
 func TestUSR1ReachesEveryWorker(t *testing.T) {
 	e2e.Require(t)
-	p, _ := pool(t, []string{"NARWHAL_WORKERS=3", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=50ms"},
-		"sh", "-c", `trap 'echo "got USR1 in $NARWHAL_WORKER_ID"' USR1; while :; do sleep 1000 & wait $!; done`)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=3", "NARWHAL_READY=notify"},
+		"sh", "-c", `trap 'echo "got USR1 in $NARWHAL_WORKER_ID"' USR1; echo READY=1 >&$NARWHAL_NOTIFY_FD
+while :; do sleep 1000 & wait $!; done`)
 	waitEvents(t, p, "ready", 3)
 	p.Signal(syscall.SIGUSR1)
 	for _, id := range []string{"0", "1", "2"} {
@@ -521,4 +531,108 @@ func TestWorkersDieWithNarwhal(t *testing.T) {
 	if !gone {
 		t.Errorf("workers %v outlived narwhal", workers)
 	}
+}
+
+// TestLeftoversKilled: a worker that crashes leaving a background job in its process group, a
+// job that ignores the stop signal, does not leave it serving old code: the job gets SIGKILL
+// once NARWHAL_STOP_TIMEOUT has passed. It used to get the stop signal only, and live on.
+func TestLeftoversKilled(t *testing.T) {
+	e2e.Require(t)
+	dir := t.TempDir()
+	job, crashed := filepath.Join(dir, "job"), filepath.Join(dir, "crashed")
+	// First run: start the stubborn job, wait until it runs, crash. Later runs: just serve.
+	worker := fmt.Sprintf(`if [ ! -e %[2]s ]; then
+  sh -c 'trap "" TERM; echo $$ > %[1]s; exec sleep 999' &
+  while [ ! -s %[1]s ]; do sleep 0.01; done
+  touch %[2]s; exit 1
+fi
+echo READY=1 >&$NARWHAL_NOTIFY_FD; exec sleep 1000`, job, crashed)
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=1", "NARWHAL_READY=notify", "NARWHAL_STOP_TIMEOUT=1s"}, "sh", "-c", worker)
+	waitEvents(t, p, "exit", 1)
+	var seen string
+	stubborn := func() bool {
+		procs, _ := e2e.NamespaceProcs(p.PID)
+		for pid, state := range procs {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) == "sleep\x00999\x00" {
+				seen = fmt.Sprintf("pid %d state %s", pid, state)
+				return true
+			}
+		}
+		return false
+	}
+	if !stubborn() {
+		t.Fatal("the left-over job is not running after the worker's exit")
+	}
+	if !e2e.Eventually(timeout, func() bool { return !stubborn() }) {
+		t.Fatalf("the left-over job that ignores SIGTERM still runs %s after its worker exited: %s", timeout, seen)
+	}
+	p.WaitStderr(`"event":"kill","pgid"`, timeout)
+	waitEvents(t, p, "ready", 1) // the slot was refilled meanwhile
+}
+
+// TestCtrlCAfterPreStart: under a terminal (docker run -it), the pre-start command gets the
+// terminal's foreground and gives it back: Ctrl-C then reaches narwhal, which stops the pool.
+// It used to stay with the pre-start's dead process group, so Ctrl-C reached nobody.
+func TestCtrlCAfterPreStart(t *testing.T) {
+	e2e.Require(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) is not installed")
+	}
+	cmd := exec.Command("script", "-qfec", e2e.Binary(t)+` sh -c 'echo "worker up"; exec sleep 1000'`, "/dev/null")
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0", "NARWHAL_WORKERS=1", "NARWHAL_METRICS_ADDR=off",
+		"NARWHAL_LOG_FORMAT=json", "NARWHAL_PRE_START=true", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=1ms")
+	tty, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		// script puts narwhal in a session of its own: kill the whole tree, leaves first.
+		var tree []int
+		for queue := []int{cmd.Process.Pid}; len(queue) > 0; queue = queue[1:] {
+			tree = append(tree, queue[0])
+			queue = append(queue, e2e.Children(queue[0])...)
+		}
+		for i := len(tree) - 1; i >= 0; i-- {
+			syscall.Kill(tree[i], syscall.SIGKILL)
+		}
+		<-done
+	})
+	if !e2e.Eventually(timeout, func() bool { return strings.Contains(out.String(), `"event":"ready"`) }) {
+		t.Fatalf("the pool did not get ready:\n%s", out.String())
+	}
+	tty.Write([]byte{3}) // Ctrl-C
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		t.Fatalf("Ctrl-C did not stop narwhal after its pre-start command:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), `"signal":"SIGINT"`) {
+		t.Errorf("narwhal did not log a graceful stop on SIGINT:\n%s", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

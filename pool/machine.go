@@ -39,6 +39,11 @@ const (
 // readyResetAfter is how long a worker must stay ready before its slot's crash backoff resets.
 const readyResetAfter = 30 * time.Second
 
+// unreadyKill is how long a worker that was never ready gets between the stop signal and
+// SIGKILL: it has served nothing, so a hung release must not hold a surge slot, or the next
+// deploy, for the whole NARWHAL_STOP_TIMEOUT.
+const unreadyKill = 2 * time.Second
+
 // abandonAfter bounds the wait for a worker to exit after SIGKILL, which it cannot refuse but may
 // be slow to act on in uninterruptible sleep. Past it the worker is given up as lost.
 const abandonAfter = 5 * time.Second
@@ -65,8 +70,9 @@ type Worker struct {
 type Effects interface {
 	// Spawn starts a worker for slot in generation gen and returns its PID.
 	Spawn(slot, gen int) (int, error)
-	// Signal sends sig to pid, or to its whole process group.
-	Signal(pid int, sig syscall.Signal, group bool)
+	// Signal sends sig to pid, or to its whole process group, and reports whether any
+	// process received it.
+	Signal(pid int, sig syscall.Signal, group bool) bool
 }
 
 // Params are the settings the machine follows.
@@ -110,6 +116,9 @@ type Machine struct {
 	rollout  *rollout
 	stopping bool // graceful stop of the whole pool
 	exitCode int  // 1 once a worker had to be killed during the graceful stop
+	// leftovers are the process groups of exited workers that still had members when the
+	// worker was reaped, each with the time it gets SIGKILL.
+	leftovers map[int]time.Time
 
 	Stats Stats
 }
@@ -121,25 +130,23 @@ type rollout struct {
 
 // Stats are the machine's counters, read by metrics.
 type Stats struct {
-	Starts          int
-	Exits           map[string]int
-	Rollouts        map[string]int
-	RolloutSeconds  []float64 // durations of completed rollouts, drained by the reader
-	ReadySeconds    []float64 // start-to-ready of each worker, drained by the reader
-	FailedRollouts  int
-	LastRolloutGen  int
-	LastAbortReason string
+	Starts         int
+	Exits          map[string]int
+	Rollouts       map[string]int
+	RolloutSeconds []float64 // durations of completed rollouts, drained by the reader
+	ReadySeconds   []float64 // start-to-ready of each worker, drained by the reader
 }
 
 // NewMachine returns a pool at generation 1 with nothing started; call Start.
 func NewMachine(p Params, fx Effects, log *slog.Logger) *Machine {
 	return &Machine{
 		p: p, fx: fx, log: log,
-		desired: p.Workers,
-		gen:     1,
-		workers: map[int]*Worker{},
-		slots:   map[int]*slot{},
-		Stats:   Stats{Exits: map[string]int{}, Rollouts: map[string]int{}},
+		desired:   p.Workers,
+		gen:       1,
+		workers:   map[int]*Worker{},
+		slots:     map[int]*slot{},
+		leftovers: map[int]time.Time{},
+		Stats:     Stats{Exits: map[string]int{}, Rollouts: map[string]int{}},
 	}
 }
 
@@ -155,10 +162,22 @@ func (m *Machine) Desired() int { return m.desired }
 // Stopping reports whether a graceful stop of the whole pool has begun.
 func (m *Machine) Stopping() bool { return m.stopping }
 
-// Done reports whether the pool has stopped, and the code narwhal exits with.
+// Done reports whether the pool has stopped, leftovers included, and the code narwhal exits with.
 func (m *Machine) Done() (bool, int) {
-	return m.stopping && len(m.workers) == 0, m.exitCode
+	return m.stopping && len(m.workers) == 0 && len(m.leftovers) == 0, m.exitCode
 }
+
+// Leftovers are the process groups of exited workers that may still have members.
+func (m *Machine) Leftovers() []int {
+	out := make([]int, 0, len(m.leftovers))
+	for pgid := range m.leftovers {
+		out = append(out, pgid)
+	}
+	return out
+}
+
+// LeftoverGone records that process group pgid has no member left.
+func (m *Machine) LeftoverGone(pgid int) { delete(m.leftovers, pgid) }
 
 // Workers lists the live workers by slot, then age.
 func (m *Machine) Workers() []Worker {
@@ -211,8 +230,12 @@ func (m *Machine) Restart(now time.Time) {
 	m.gen++
 	m.rollout = &rollout{gen: m.gen, started: now}
 	for i := 0; i < m.desired; i++ {
+		s := m.slot(i)
+		// A new release gets a fresh try: a slot waiting out a crash backoff starts now, so
+		// that the rollout ends, one way or the other, within a ready timeout.
+		s.notBefore = time.Time{}
 		if m.serving(i) != nil {
-			m.slot(i).replace = "rollout"
+			s.replace = "rollout"
 		}
 	}
 	m.log.Info("rolling restart", "event", "rollout", "generation", m.gen, "workers", m.desired)
@@ -229,18 +252,6 @@ func (m *Machine) Replace(now time.Time, pid int, reason string) {
 		s.replace = reason
 		m.log.Info("replacing worker", "event", "replace", "slot", w.Slot, "pid", pid, "generation", w.Gen, "reason", reason)
 	}
-	m.reconcile(now)
-}
-
-// Kill stops the worker pid at once with sig, then SIGKILL after killAfter (the watchdog).
-func (m *Machine) Kill(now time.Time, pid int, sig syscall.Signal, killAfter time.Duration, reason string) {
-	w := m.workers[pid]
-	if w == nil || w.State == Stopping {
-		return
-	}
-	w.State, w.reason, w.killAt = Stopping, reason, now.Add(killAfter)
-	m.fx.Signal(pid, sig, false)
-	m.log.Warn("killing worker", "event", "kill", "slot", w.Slot, "pid", pid, "generation", w.Gen, "reason", reason)
 	m.reconcile(now)
 }
 
@@ -345,8 +356,10 @@ func (m *Machine) Exited(now time.Time, pid, code int) {
 	}
 	delete(m.workers, pid)
 	// Whatever the worker left in its process group (a shell's background job) would go on
-	// holding the listener and serving old code: it gets the stop signal too.
-	m.fx.Signal(pid, m.p.StopSignal, true)
+	// holding the listener and serving old code: it gets the stop signal, then SIGKILL.
+	if m.fx.Signal(pid, m.p.StopSignal, true) {
+		m.leftovers[pid] = now.Add(m.p.StopTimeout)
+	}
 	reason := w.reason
 	if reason == "" {
 		reason = ReasonCrash
@@ -359,24 +372,34 @@ func (m *Machine) Exited(now time.Time, pid, code int) {
 	m.log.Log(context.Background(), level, "worker exited", "event", "exit", "slot", w.Slot, "pid", pid, "generation", w.Gen,
 		"code", code, "reason", reason)
 	switch {
-	case m.stopping:
-	case w.replacement && w.reason == "":
-		m.abort(now, w, reason) // a replacement that died before it was ready
-	case w.reason == "":
+	case m.stopping, w.reason != "":
+	case w.State == Starting:
+		m.failedStart(now, w, reason)
+	case m.rollout != nil && w.Gen >= m.rollout.gen:
+		// New code that served, then crashed, while its rollout is still under way: stop
+		// rolling it out, and keep the old workers that remain.
+		m.abort(now, w, reason)
+	default:
 		m.crashed(now, w)
 	}
 	m.reconcile(now)
 }
 
-// SpawnFailed is a worker that could not even be started.
+// failedStart handles a worker that died or timed out before it was ready. If it was to bring
+// in new code (a replacement, or any worker of a rollout under way), the rollout aborts.
+func (m *Machine) failedStart(now time.Time, w *Worker, reason string) {
+	if w.replacement || (m.rollout != nil && w.Gen >= m.rollout.gen) {
+		m.abort(now, w, reason)
+		return
+	}
+	m.crashed(now, w)
+}
+
+// spawnFailed is a worker that could not even be started.
 func (m *Machine) spawnFailed(now time.Time, slotID int, replacement bool, err error) {
 	m.log.Error("cannot start worker", "event", "exec_failed", "slot", slotID, "error", err)
 	m.Stats.Exits[ReasonCrash]++
-	if replacement {
-		m.abort(now, &Worker{Slot: slotID, replacement: true}, ReasonCrash)
-		return
-	}
-	m.crashed(now, &Worker{Slot: slotID})
+	m.failedStart(now, &Worker{Slot: slotID, Gen: m.gen, replacement: replacement}, ReasonCrash)
 }
 
 // crashed schedules the slot's restart after its backoff.
@@ -387,6 +410,11 @@ func (m *Machine) crashed(now time.Time, w *Worker) {
 	delay := m.p.RestartDelay << min(s.crashes-1, 30)
 	if delay > m.p.RestartDelayMax || delay <= 0 {
 		delay = m.p.RestartDelayMax
+	}
+	if m.rollout != nil && w.Gen < m.rollout.gen {
+		// Old code crashed while new code is on its way: the slot gets the new code at once,
+		// and the rollout is not held up by the old code's backoff.
+		delay = 0
 	}
 	s.notBefore = now.Add(delay)
 	m.log.Info("restarting slot after backoff", "event", "backoff", "slot", w.Slot, "delay", delay.String(), "crashes", s.crashes)
@@ -401,7 +429,6 @@ func (m *Machine) abort(now time.Time, w *Worker, reason string) {
 	if m.rollout == nil {
 		return
 	}
-	m.Stats.LastAbortReason = reason
 	m.log.Error("rollout aborted: a replacement did not become ready; the old workers keep serving",
 		"event", "rollout_aborted", "slot", w.Slot, "pid", w.PID, "generation", m.rollout.gen, "reason", reason)
 	m.endRollout(now, RolloutAborted)
@@ -427,14 +454,24 @@ func (m *Machine) endRollout(now time.Time, result string) {
 	m.rollout = nil
 }
 
-// stop asks w to stop gracefully.
+// stop asks w to stop gracefully: NARWHAL_STOP_SIGNAL, then SIGKILL after NARWHAL_STOP_TIMEOUT,
+// or after unreadyKill for a worker that never served.
 func (m *Machine) stop(now time.Time, w *Worker, reason string) {
+	grace := m.p.StopTimeout
+	if w.ReadyAt.IsZero() {
+		grace = min(grace, unreadyKill)
+	}
+	m.halt(now, w, reason, m.p.StopSignal, grace)
+	m.log.Info("stopping worker", "event", "stop", "slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", reason)
+}
+
+// halt moves w to Stopping for reason: it gets sig now and SIGKILL once grace has passed.
+func (m *Machine) halt(now time.Time, w *Worker, reason string, sig syscall.Signal, grace time.Duration) {
 	if w.State == Stopping {
 		return
 	}
-	w.State, w.reason, w.killAt = Stopping, reason, now.Add(m.p.StopTimeout)
-	m.fx.Signal(w.PID, m.p.StopSignal, false)
-	m.log.Info("stopping worker", "event", "stop", "slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", reason)
+	w.State, w.reason, w.killAt = Stopping, reason, now.Add(grace)
+	m.fx.Signal(w.PID, sig, false)
 }
 
 // Tick runs the timers: ready timeouts, readiness by delay, kills after a stop timeout, backoffs.
@@ -474,6 +511,9 @@ func (m *Machine) Next(now time.Time) time.Time {
 			}
 		}
 	}
+	for _, killAt := range m.leftovers {
+		at(killAt)
+	}
 	if !m.stopping {
 		for id, s := range m.slots {
 			if id < m.desired && (m.occupant(id) == nil || s.replace != "") {
@@ -496,11 +536,7 @@ func (m *Machine) reconcile(now time.Time) {
 				m.log.Warn("worker not ready in time", "event", "ready_timeout", "slot", w.Slot, "pid", w.PID,
 					"generation", w.Gen, "timeout", m.p.ReadyTimeout.String())
 				m.stop(now, w, ReasonReadyTimeout)
-				if w.replacement {
-					m.abort(now, w, ReasonReadyTimeout)
-				} else {
-					m.crashed(now, w) // a failed start: its slot restarts after the backoff
-				}
+				m.failedStart(now, w, ReasonReadyTimeout)
 			}
 		case Ready:
 			s := m.slot(w.Slot)
@@ -508,8 +544,7 @@ func (m *Machine) reconcile(now time.Time) {
 				s.crashes = 0
 			}
 			if m.p.WatchdogTimeout > 0 && !now.Before(w.lastPing.Add(m.p.WatchdogTimeout)) && !m.stopping {
-				w.State, w.reason, w.killAt = Stopping, ReasonWatchdog, now.Add(m.p.WatchdogKill)
-				m.fx.Signal(w.PID, syscall.SIGABRT, false)
+				m.halt(now, w, ReasonWatchdog, syscall.SIGABRT, m.p.WatchdogKill)
 				m.log.Warn("worker watchdog expired: no WATCHDOG=1 in time; sent SIGABRT", "event", "watchdog",
 					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "signal", "SIGABRT", "reason", ReasonWatchdog)
 				continue
@@ -541,6 +576,7 @@ func (m *Machine) reconcile(now time.Time) {
 			}
 		}
 	}
+	m.killLeftovers(now)
 	if m.stopping {
 		return
 	}
@@ -574,6 +610,25 @@ func (m *Machine) reconcile(now time.Time) {
 	}
 	if m.rollout != nil && m.rolloutDone() {
 		m.endRollout(now, RolloutCompleted)
+	}
+}
+
+// killLeftovers sends SIGKILL to the leftover groups whose stop timeout has passed. A group ID
+// cannot be reused while the group has a member; one that emptied and was reused by a new
+// worker (whose group ID is its PID) is left alone.
+func (m *Machine) killLeftovers(now time.Time) {
+	for pgid, killAt := range m.leftovers {
+		if now.Before(killAt) {
+			continue
+		}
+		delete(m.leftovers, pgid)
+		if m.workers[pgid] != nil {
+			continue
+		}
+		if m.fx.Signal(pgid, syscall.SIGKILL, true) {
+			m.log.Warn("left-over processes of a worker did not stop in time; killed their process group",
+				"event", "kill", "pgid", pgid, "signal", "SIGKILL")
+		}
 	}
 }
 

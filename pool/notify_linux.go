@@ -96,13 +96,3 @@ func readPipe(r *os.File, worker int, out chan<- any) {
 		out <- notifyEvent{sender: worker, fromPipe: true, msg: "\x00too long"}
 	}
 }
-
-// tcpMigrateReq reports net.ipv4.tcp_migrate_req, which decides whether connections queued on
-// a closing SO_REUSEPORT socket move to another socket (1) or are reset (0).
-func tcpMigrateReq() (bool, error) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req")
-	if err != nil {
-		return false, err
-	}
-	return len(b) > 0 && b[0] == '1', nil
-}

@@ -1,15 +1,17 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/narwhal-init/narwhal/internal/command"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,21 +41,12 @@ func baseEnv(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "EINHORN_FD_") || contains(workerVars, k) {
+		if strings.HasPrefix(k, "EINHORN_FD_") || slices.Contains(workerVars, k) {
 			continue
 		}
 		out = append(out, kv)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // spawn forks a worker for slot in generation gen. It returns the worker's PID and the read end
@@ -89,7 +82,7 @@ func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
 		path, argv = s.self, append([]string{ShimArg0}, s.argv...)
 	} else {
 		var err error
-		if path, err = lookPath(s.argv[0]); err != nil {
+		if path, err = command.Look(s.argv[0]); err != nil {
 			r.Close()
 			return 0, nil, err
 		}
@@ -120,14 +113,6 @@ func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
 		return 0, nil, fmt.Errorf("start %s: %w", s.argv[0], err)
 	}
 	return pid, r, nil
-}
-
-// lookPath finds a command as a shell would: a name with a '/' is a path, others go through PATH.
-func lookPath(name string) (string, error) {
-	if strings.Contains(name, "/") {
-		return name, nil
-	}
-	return exec.LookPath(name)
 }
 
 // credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP; numbers need no
@@ -176,24 +161,13 @@ func Shim(argv []string, pending []os.Signal) int {
 		fmt.Fprintln(os.Stderr, "narwhal: shim: no command")
 		return 2
 	}
-	path, err := lookPath(argv[0])
+	path, err := command.Look(argv[0])
 	if err == nil {
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
-		err = syscall.Exec(path, argv, os.Environ())
+		err = &command.Error{Command: argv[0], Err: syscall.Exec(path, argv, os.Environ())}
 	}
-	fmt.Fprintf(os.Stderr, "narwhal: cannot run %q: %v\n", argv[0], err)
-	if errnoIs(err, unix.ENOENT) || isNotFound(err) {
-		return 127
-	}
-	return 126
-}
-
-func errnoIs(err error, e syscall.Errno) bool {
-	errno, ok := err.(syscall.Errno)
-	return ok && errno == e
-}
-
-func isNotFound(err error) bool {
-	ee, ok := err.(*exec.Error)
-	return ok && ee.Err == exec.ErrNotFound
+	fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
+	var ce *command.Error
+	errors.As(err, &ce)
+	return ce.Code()
 }

@@ -2,121 +2,81 @@ package pool
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
-	"github.com/narwhal-init/narwhal/reaper"
-	"golang.org/x/sys/unix"
 )
 
 const (
-	// detectEvery is how often a starting worker is checked for accepting on a listener.
+	// detectEvery is how often /proc is read while a worker is starting, to see it accept.
 	detectEvery = 20 * time.Millisecond
-	// memoryEvery is how often NARWHAL_MAX_MEMORY is checked.
-	memoryEvery = time.Second
+	// scanEvery is how often /proc is read otherwise: memory limits, leftovers, and the figures
+	// that metrics and --status show.
+	scanEvery = time.Second
 	// watchdogKill is the time between the watchdog's SIGABRT and SIGKILL.
 	watchdogKill = 2 * time.Second
+	// dropLogEvery bounds the warnings about dropped notify messages to one per period.
+	dropLogEvery = 10 * time.Second
 )
 
-// Supervisor is the one goroutine that owns the pool's Machine: signals, exits, notify
-// messages and timers arrive as events on its loop, and it turns the machine's decisions into
-// processes. Nothing else touches the machine.
-type Supervisor struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	reaper  *reaper.Reaper
-	sockets []*Socket
-	spawner *spawner
-	notify  *notifySocket
-	detect  *detector // nil unless NARWHAL_READY=auto
-	m       *Machine
-	events  chan any
-	board   *board.Board
+// env is the supervisor's world: its clock, what it does to processes, and what it reads of
+// them. New builds the real one; tests build their own and drive pass event by event.
+type env struct {
+	now    func() time.Time
+	spawn  func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
+	signal func(pid int, sig syscall.Signal, group bool) bool
+	scan   func() *proc.Snapshot
+	// accepting returns those of pids (starting workers) that snap shows waiting to accept.
+	accepting func(snap *proc.Snapshot, pids []int) []int
+	parent    func(pid int) (int, error)
+}
 
-	// NotifyDropped counts notify messages from processes that are not workers, or garbage.
-	NotifyDropped int
+// Supervisor is the one goroutine that owns the pool's Machine. Signals, exits, notify
+// messages and the clock arrive as events; each is one pass of its loop, at one instant: the
+// event, the machine's timers, a read of /proc when one is due, and a snapshot for the readers.
+type Supervisor struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	env    env
+	m      *Machine
+	board  *board.Board
+	events chan any
+
+	sockets []*Socket
+	notify  *notifySocket
+
+	// readyByNotify: READY=1 makes a worker ready. Always with NARWHAL_READY=notify; in auto
+	// only where narwhal cannot see a worker accept, since some servers send it before their
+	// workers serve (gunicorn's master does).
+	readyByNotify bool
+
+	lastScan time.Time
+	usage    map[int]proc.Usage // by worker PID, at the last scan
+	cpu      cpuLedger
+	dropped  dropLog
 }
 
 type exitEvent struct{ pid, code int }
 
-// Error is a pool that could not start; Code is narwhal's exit code.
-type Error struct {
-	Code int
-	Err  error
-}
+// stopEvent is the context's end: a graceful stop, as SIGTERM.
+type stopEvent struct{}
 
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
+// startEvent is the first pass.
+type startEvent struct{}
 
-// New binds the listeners and prepares the pool; nothing is started yet. A COMMAND that cannot
-// be found or run is an *Error with code 127 or 126, found before any listener is bound.
-func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, b *board.Board) (*Supervisor, error) {
-	if err := checkCommand(argv[0], cfg.WorkerDir); err != nil {
-		return nil, err
-	}
-	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
-	if err != nil {
-		return nil, &Error{Code: 78, Err: err}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, &Error{Code: 1, Err: fmt.Errorf("find narwhal's own executable for the LISTEN_PID shim: %w", err)}
-	}
-	reuseport := cfg.SocketMode == "reuseport"
-	var sockets []*Socket
-	if !reuseport {
-		if sockets, err = Bind(cfg.Listen, int(cfg.Backlog)); err != nil {
-			return nil, &Error{Code: 1, Err: err}
-		}
-	}
-	ns, err := listenNotify()
-	if err != nil {
-		CloseAll(sockets)
-		return nil, &Error{Code: 1, Err: err}
-	}
-	env := baseEnv(os.Environ())
-	if l := cfg.Listen.FirstTCP(); reuseport && l != nil {
-		env = append(removeVar(env, "PORT"), "PORT="+strconv.Itoa(l.Port()))
-	}
-	s := &Supervisor{
-		cfg: cfg, log: log, reaper: r, sockets: sockets, notify: ns, board: b,
-		events: make(chan any, 64),
-		spawner: &spawner{
-			argv: argv, self: self, sockets: sockets, reuseport: reuseport,
-			dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: env,
-		},
-	}
-	if cfg.WorkerTimeout > 0 {
-		s.spawner.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
-	}
-	if cfg.Ready == "auto" {
-		s.detect = s.detector(reuseport)
-		if cred != nil && int(cred.Uid) != os.Getuid() && !hasCapability(capSysPtrace) {
-			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
-				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
-				"event", "config", "uid", cred.Uid)
-		}
-	}
-	n := int(cfg.Workers)
-	if n == 0 {
-		var why string
-		n, why = AutoWorkers()
-		log.Info("NARWHAL_WORKERS=auto", "event", "config", "workers", n, "reason", why)
-	}
+// newSupervisor wires a supervisor over e; New adds the sockets and the real world.
+func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers int) *Supervisor {
+	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: newCPULedger(),
+		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
 	p := Params{
-		Workers: n, Surge: int(cfg.RolloutSurge),
+		Workers: workers, Surge: int(cfg.RolloutSurge),
 		ReadyTimeout: cfg.ReadyTimeout.D(), StopSignal: syscall.Signal(cfg.StopSignal), StopTimeout: cfg.StopTimeout.D(),
 		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
 		WatchdogTimeout: cfg.WorkerTimeout.D(), WatchdogKill: watchdogKill,
@@ -125,212 +85,153 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if cfg.Ready == "delay" {
 		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)
 	}
-	s.m = NewMachine(p, (*effects)(s), log)
-	return s, nil
+	s.m = NewMachine(p, (*effects)(&s.env), log)
+	return s
 }
 
-// detector picks what counts as accepting: in inherit mode the passed listeners; otherwise the
-// worker's own socket listening on the first TCP port (or on any port, with no listener).
-func (s *Supervisor) detector(reuseport bool) *detector {
-	if !reuseport && len(s.sockets) > 0 {
-		want := map[uint64]bool{}
-		for _, sock := range s.sockets {
-			want[sock.Inode] = true
-		}
-		return &detector{proc: "/proc", wanted: func() map[uint64]bool { return want }}
-	}
-	port := 0
-	if l := s.cfg.Listen.FirstTCP(); l != nil {
-		port = l.Port()
-	}
-	return &detector{proc: "/proc", wanted: portListeners("/proc", port), owning: true}
-}
-
-// capSysPtrace is CAP_SYS_PTRACE, which reading another user's /proc/PID/fd needs.
-const capSysPtrace = 19
-
-// hasCapability reports whether narwhal's effective capabilities hold capability n.
-func hasCapability(n uint) bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && mask&(1<<n) != 0
-		}
-	}
-	return false
-}
-
-func checkCommand(name, dir string) error {
-	if dir != "" && !filepath.IsAbs(name) && strings.Contains(name, "/") {
-		return nil // relative to a directory resolved at each spawn
-	}
-	path, err := lookPath(name)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(path); err == nil {
-			if fi.IsDir() || fi.Mode()&0o111 == 0 {
-				err = unix.EACCES
-			}
-		}
-	}
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, os.ErrNotExist):
-		return &Error{Code: 127, Err: fmt.Errorf("cannot run %q: %w", name, err)}
-	default:
-		return &Error{Code: 126, Err: fmt.Errorf("cannot run %q: %w", name, err)}
-	}
-}
-
-// Run starts the pool and supervises it until a graceful stop ends, and returns narwhal's
-// exit code: 0 when every worker stopped within NARWHAL_STOP_TIMEOUT, 1 otherwise.
+// Run starts the pool and supervises it until a graceful stop ends (a stop signal, or ctx's
+// end), and returns narwhal's exit code: 0 when every worker stopped within
+// NARWHAL_STOP_TIMEOUT, 1 otherwise.
 func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	defer s.close()
-	go s.notify.run(s.events)
-	if s.cfg.SocketMode == "reuseport" {
-		if on, err := tcpMigrateReq(); err == nil && !on {
-			s.log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a stopping worker's socket will be reset; set it to 1",
-				"event", "config")
-		}
+	if s.notify != nil {
+		go s.notify.run(s.events)
 	}
-	for _, sock := range s.sockets {
-		s.log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
-	}
-	s.m.Start(time.Now())
-	s.publish()
-
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var memory <-chan time.Time
-	if s.cfg.MaxMemory > 0 {
-		t := time.NewTicker(memoryEvery)
-		defer t.Stop()
-		memory = t.C
-	}
 	cancelled := ctx.Done() // set to nil once acted on: a closed channel is always ready
+	var ev any = startEvent{}
 	for {
-		// Timers first, on every pass: a deadline that passed while another event was handled
-		// would otherwise wait for the timer, which is set only for deadlines still ahead.
-		s.m.Tick(time.Now())
+		now := s.env.now()
+		wake := s.pass(now, ev)
 		if done, code := s.m.Done(); done {
 			return code
-		}
-		now := time.Now()
-		wake := s.m.Next(now)
-		if s.detect != nil && s.m.Count(Starting) > 0 {
-			if d := now.Add(detectEvery); wake.IsZero() || d.Before(wake) {
-				wake = d
-			}
-		}
-		if wake.IsZero() {
-			wake = now.Add(time.Hour)
 		}
 		timer.Reset(wake.Sub(now))
 		select {
 		case sig := <-sigs:
-			s.signal(sig.(syscall.Signal))
-		case ev := <-s.events:
-			s.handle(ev)
+			ev = sig.(syscall.Signal)
+		case ev = <-s.events:
 		case <-timer.C:
-			s.m.Tick(time.Now())
-			s.detectReady()
+			ev = nil
 		case <-cancelled:
-			cancelled = nil
-			s.m.Stop(time.Now())
+			cancelled, ev = nil, stopEvent{}
 		case done := <-s.board.Pings():
 			close(done)
-		case <-memory:
-			s.checkMemory()
+			ev = nil
 		}
-		s.publish()
 	}
 }
 
-// checkMemory replaces, replacement ready first, each ready worker whose process tree holds more
-// resident memory than NARWHAL_MAX_MEMORY.
-func (s *Supervisor) checkMemory() {
-	for _, w := range s.m.Workers() {
-		if w.State != Ready {
-			continue
+// pass is one turn of the loop at now: it handles ev (nil when only the clock woke the loop),
+// runs the machine's timers, reads /proc if due, publishes, and returns when to wake next.
+// Everything in it sees the same now, so no deadline falls between two clocks.
+func (s *Supervisor) pass(now time.Time, ev any) time.Time {
+	switch ev := ev.(type) {
+	case startEvent:
+		s.m.Start(now)
+	case syscall.Signal:
+		s.signal(now, ev)
+	case exitEvent:
+		s.m.Exited(now, ev.pid, ev.code)
+	case notifyEvent:
+		s.handleNotify(now, ev)
+	case stopEvent:
+		s.m.Stop(now)
+	}
+	s.m.Tick(now)
+	// The scan is due by the clock, not by how quiet the loop is: a flood of events (watchdog
+	// pings from a large pool) must not postpone the detection of a starting worker.
+	if due := s.lastScan.Add(s.scanInterval()); !now.Before(due) {
+		s.scanProcesses(now)
+	}
+	s.publish()
+	wake := s.lastScan.Add(s.scanInterval())
+	if next := s.m.Next(now); !next.IsZero() && next.Before(wake) {
+		wake = next
+	}
+	return wake
+}
+
+// scanInterval is detectEvery while /proc has something urgent to show (a starting worker to
+// see accept, leftovers to see gone), scanEvery otherwise.
+func (s *Supervisor) scanInterval() time.Duration {
+	if (s.env.accepting != nil && s.m.Count(Starting) > 0) || len(s.m.leftovers) > 0 {
+		return detectEvery
+	}
+	return scanEvery
+}
+
+// scanProcesses reads the process table once and gives it to everything that needs it:
+// readiness by accept, NARWHAL_MAX_MEMORY, leftover groups, and the usage figures.
+func (s *Supervisor) scanProcesses(now time.Time) {
+	s.lastScan = now
+	snap := s.env.scan()
+	if s.env.accepting != nil {
+		var starting []int
+		for _, w := range s.m.Workers() {
+			if w.State == Starting {
+				starting = append(starting, w.PID)
+			}
 		}
-		if rss := proc.TreeUsage("/proc", w.PID).RSSBytes; rss > int64(s.cfg.MaxMemory) {
-			s.log.Info("worker over NARWHAL_MAX_MEMORY", "event", "memory", "slot", w.Slot, "pid", w.PID,
-				"generation", w.Gen, "bytes", rss, "limit", int64(s.cfg.MaxMemory))
-			s.m.Replace(time.Now(), w.PID, ReasonMemory)
+		if len(starting) > 0 {
+			for _, pid := range s.env.accepting(snap, starting) {
+				s.m.MarkReady(now, pid)
+			}
+		}
+	}
+	for _, pgid := range s.m.Leftovers() {
+		if !snap.HasGroup(pgid) {
+			s.m.LeftoverGone(pgid)
+		}
+	}
+	workers := s.m.Workers()
+	s.usage = make(map[int]proc.Usage, len(workers))
+	for _, w := range workers {
+		s.usage[w.PID] = snap.Usage(w.PID)
+	}
+	s.cpu.observe(snap, workers)
+	if limit := int64(s.cfg.MaxMemory); limit > 0 {
+		for _, w := range workers {
+			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
+				s.log.Info("worker over NARWHAL_MAX_MEMORY", "event", "memory", "slot", w.Slot, "pid", w.PID,
+					"generation", w.Gen, "bytes", rss, "limit", limit)
+				s.m.Replace(now, w.PID, ReasonMemory)
+			}
 		}
 	}
 }
 
 // publish posts the machine's state to the board for metrics, health and the control socket.
 func (s *Supervisor) publish() {
-	st := s.m.Stats
+	st := &s.m.Stats
 	s.board.Observe(st.ReadySeconds, st.RolloutSeconds)
-	s.m.Stats.ReadySeconds, s.m.Stats.RolloutSeconds = nil, nil
+	st.ReadySeconds, st.RolloutSeconds = nil, nil
 	snap := &board.Snapshot{
 		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
 		ReadyCount: s.m.Count(Ready), Starts: st.Starts,
 		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listenerInfo(),
+		SlotCPUSeconds: s.cpu.totals(),
 	}
 	for _, w := range s.m.Workers() {
 		snap.Workers = append(snap.Workers, board.Worker{
-			Slot: w.Slot, PID: w.PID, Generation: w.Gen, State: w.State.String(), Started: w.Started, Restarts: w.Restarts,
+			Slot: w.Slot, PID: w.PID, Generation: w.Gen, State: w.State.String(), Started: w.Started,
+			Restarts: w.Restarts, Memory: s.usage[w.PID].RSSBytes,
 		})
 	}
 	s.board.Publish(snap)
 }
 
-func (s *Supervisor) listenerInfo() []board.Listener {
-	if s.cfg.SocketMode == "reuseport" {
-		var out []board.Listener
-		for _, l := range s.cfg.Listen {
-			out = append(out, board.Listener{Name: l.Name, Network: l.Network, Port: l.Port()})
-		}
-		return out
-	}
-	out := make([]board.Listener, len(s.sockets))
-	for i, sock := range s.sockets {
-		out[i] = board.Listener{Name: sock.Name, Network: sock.Network, Inode: sock.Inode, Port: sock.Port()}
-	}
-	return out
-}
-
-// Queue is the accept queue of listener l, for the metrics: narwhal's own socket in inherit mode,
-// the sum over the workers' sockets on the port in reuseport mode.
-func (s *Supervisor) Queue(l board.Listener) (queued, backlog int, ok bool) {
-	for _, sock := range s.sockets {
-		if sock.Name == l.Name {
-			return sock.Queue()
-		}
-	}
-	if l.Port == 0 {
-		return 0, 0, false
-	}
-	n := 0
-	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		if b, err := os.ReadFile(name); err == nil {
-			q, socks := listenQueue(string(b), l.Port)
-			queued += q
-			n += socks
-		}
-	}
-	return queued, 0, n > 0
-}
-
-func copyMap(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
+func copyMap[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
 	for k, v := range m {
 		out[k] = v
 	}
 	return out
 }
 
-func (s *Supervisor) signal(sig syscall.Signal) {
-	now := time.Now()
+// signal maps a signal narwhal received to what the pool does.
+func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	s.board.CountSignal(config.SignalName(sig))
 	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
 	switch sig {
@@ -353,34 +254,21 @@ func (s *Supervisor) signal(sig syscall.Signal) {
 	}
 }
 
-func (s *Supervisor) handle(ev any) {
-	now := time.Now()
-	switch ev := ev.(type) {
-	case exitEvent:
-		s.m.Exited(now, ev.pid, ev.code)
-	case notifyEvent:
-		s.handleNotify(now, ev)
-	}
-}
-
 func (s *Supervisor) handleNotify(now time.Time, ev notifyEvent) {
 	pid := ev.sender
 	if !ev.fromPipe {
 		pid = s.workerOf(ev.sender)
 	}
 	if pid == 0 {
-		s.NotifyDropped++
-		s.log.Warn("notify message from a process that is not a worker, dropped", "event", "notify_dropped",
-			"pid", ev.sender)
+		s.dropped.note(now, s.log, "notify message from a process that is not a worker, dropped", "pid", ev.sender)
 		return
 	}
 	n, err := ParseNotify(ev.msg)
 	if err != nil {
-		s.NotifyDropped++
-		s.log.Warn("malformed notify message, dropped", "event", "notify_dropped", "pid", pid, "error", err)
+		s.dropped.note(now, s.log, "malformed notify message, dropped", "pid", pid, "error", err.Error())
 		return
 	}
-	if n.Ready && s.cfg.Ready != "delay" {
+	if n.Ready && s.readyByNotify {
 		s.m.MarkReady(now, pid)
 	}
 	if n.Watchdog {
@@ -394,17 +282,18 @@ func (s *Supervisor) handleNotify(now time.Time, ev notifyEvent) {
 	}
 }
 
-// workerOf maps a sender PID to the worker it is or descends from, or 0.
+// workerOf maps a sender PID to the worker it is or descends from, or 0. A sender may have been
+// born since the last scan, so its parents are read now.
 func (s *Supervisor) workerOf(pid int) int {
-	workers := map[int]bool{}
+	var workers []int
 	for _, w := range s.m.Workers() {
-		workers[w.PID] = true
+		workers = append(workers, w.PID)
 	}
 	for depth := 0; pid > 1 && depth < 64; depth++ {
-		if workers[pid] {
+		if slices.Contains(workers, pid) {
 			return pid
 		}
-		ppid, err := proc.PPID("/proc", pid)
+		ppid, err := s.env.parent(pid)
 		if err != nil {
 			return 0
 		}
@@ -413,59 +302,37 @@ func (s *Supervisor) workerOf(pid int) int {
 	return 0
 }
 
-func (s *Supervisor) detectReady() {
-	if s.detect == nil {
+// dropLog warns about dropped notify messages at most once per dropLogEvery, with a count of
+// those it did not log, so that a chatty stranger cannot flood narwhal's log.
+type dropLog struct {
+	last       time.Time
+	suppressed int
+}
+
+func (d *dropLog) note(now time.Time, log *slog.Logger, msg string, attrs ...any) {
+	if !d.last.IsZero() && now.Sub(d.last) < dropLogEvery {
+		d.suppressed++
 		return
 	}
-	for _, w := range s.m.Workers() {
-		if w.State == Starting && s.detect.accepting(w.PID) {
-			s.m.MarkReady(time.Now(), w.PID)
-		}
+	attrs = append(attrs, "event", "notify_dropped")
+	if d.suppressed > 0 {
+		attrs = append(attrs, "suppressed", d.suppressed)
 	}
+	log.Warn(msg, attrs...)
+	d.last, d.suppressed = now, 0
 }
 
 func (s *Supervisor) close() {
-	s.notify.Close()
+	if s.notify != nil {
+		s.notify.Close()
+	}
 	CloseAll(s.sockets)
 }
 
-// effects carries out the machine's decisions.
-type effects Supervisor
+// effects carries out the machine's decisions through the env.
+type effects env
 
-func (e *effects) Spawn(slot, gen int) (int, error) {
-	var notifyR *os.File
-	pid, exited, err := e.reaper.Start(func() (int, error) {
-		pid, r, err := e.spawner.spawn(slot, gen)
-		notifyR = r
-		return pid, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	go func() {
-		ex := <-exited
-		e.events <- exitEvent{pid: pid, code: ex.Code()}
-	}()
-	go readPipe(notifyR, pid, e.events)
-	return pid, nil
-}
-
-func (e *effects) Signal(pid int, sig syscall.Signal, group bool) {
-	target := pid
-	if group {
-		target = -pid
-	}
-	if err := unix.Kill(target, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		e.log.Warn("cannot signal worker", "event", "signal", "pid", pid, "signal", config.SignalName(sig), "error", err)
-	}
-}
-
-func removeVar(env []string, name string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if len(kv) <= len(name) || kv[:len(name)+1] != name+"=" {
-			out = append(out, kv)
-		}
-	}
-	return out
+func (e *effects) Spawn(slot, gen int) (int, error) { return e.spawn(slot, gen) }
+func (e *effects) Signal(pid int, sig syscall.Signal, group bool) bool {
+	return e.signal(pid, sig, group)
 }

@@ -19,6 +19,7 @@ type Worker struct {
 	State      string    `json:"state"`
 	Started    time.Time `json:"-"`
 	Restarts   int       `json:"restarts"`
+	Memory     int64     `json:"-"` // resident bytes of it and its descendants, at the last scan
 }
 
 // Listener is a socket whose accept queue the metrics report.
@@ -42,6 +43,8 @@ type Snapshot struct {
 	Starts   int
 	Exits    map[string]int // by reason
 	Rollouts map[string]int // by result
+	// SlotCPUSeconds is each slot's CPU time so far, every process it ever ran included.
+	SlotCPUSeconds map[int]float64
 }
 
 // Board holds the latest snapshot and what readers add to it.

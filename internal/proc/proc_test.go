@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,12 +65,12 @@ func TestParsePPIDOfThisProcess(t *testing.T) {
 	}
 }
 
-// writeProc builds a fixture /proc holding a stat file per pid and returns its root.
-func writeProc(t *testing.T, stats map[string]string) string {
+// writeProc builds a fixture root whose /proc holds a stat file per pid and returns the root.
+func writeProc(t *testing.T, stats map[string]string) FS {
 	t.Helper()
 	root := t.TempDir()
 	for pid, stat := range stats {
-		dir := filepath.Join(root, pid)
+		dir := filepath.Join(root, "proc", pid)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -80,22 +81,32 @@ func writeProc(t *testing.T, stats map[string]string) string {
 			t.Fatal(err)
 		}
 	}
-	return root
+	return New(root)
 }
 
-func TestDescendants(t *testing.T) {
-	root := writeProc(t, map[string]string{
-		"1":   "1 (narwhal) S 0 1 1",
-		"10":  "10 (app) S 1 10 10",
-		"11":  "11 (sh -c (x)) S 1 11 11",
-		"12":  "12 (worker) S 10 10 10",
-		"13":  "13 (grand child) S 12 10 10",
-		"20":  "20 (other) S 2 20 20",
-		"21":  "21 (other child) S 20 20 20",
+// statLine is a /proc/PID/stat line of a sleeping process with the given figures.
+func statLine(pid int, comm string, ppid, pgrp int, utime, stime uint64, rss int64) string {
+	return fmt.Sprintf("%d (%s) S %d %d %d 0 -1 4194560 105 0 0 0 %d %d 0 0 20 0 1 0 1234 12345678 %d 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+		pid, comm, ppid, pgrp, pgrp, utime, stime, rss)
+}
+
+func TestSnapshotTree(t *testing.T) {
+	fs := writeProc(t, map[string]string{
+		"1":   statLine(1, "narwhal", 0, 1, 0, 0, 0),
+		"10":  statLine(10, "app", 1, 10, 0, 0, 0),
+		"11":  statLine(11, "sh -c (x)", 1, 11, 0, 0, 0),
+		"12":  statLine(12, "worker", 10, 10, 0, 0, 0),
+		"13":  statLine(13, "grand child", 12, 10, 0, 0, 0),
+		"20":  statLine(20, "other", 2, 20, 0, 0, 0),
+		"21":  statLine(21, "other child", 20, 20, 0, 0, 0),
 		"30":  "",
 		"31":  "garbage",
 		"net": "not a process",
 	})
+	snap := fs.Snapshot()
+	if snap.Len() != 7 {
+		t.Errorf("Snapshot saw %d processes, want 7", snap.Len())
+	}
 	cases := []struct {
 		root int
 		want []int
@@ -107,27 +118,37 @@ func TestDescendants(t *testing.T) {
 		{999, nil},
 	}
 	for _, tc := range cases {
-		got, err := Descendants(root, tc.root)
-		if err != nil {
-			t.Fatalf("Descendants(%d): %v", tc.root, err)
-		}
+		got := snap.Descendants(tc.root)
 		slices.Sort(got)
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("Descendants(%d) = %v, want %v", tc.root, got, tc.want)
 		}
+		tree := snap.Tree(tc.root)
+		if tc.root == 999 {
+			if tree != nil {
+				t.Errorf("Tree of an unseen pid = %v, want nil", tree)
+			}
+			continue
+		}
+		if len(tree) == 0 || tree[0] != tc.root || len(tree) != len(tc.want)+1 {
+			t.Errorf("Tree(%d) = %v, want %d first, then %v", tc.root, tree, tc.root, tc.want)
+		}
+	}
+	if !snap.HasGroup(10) || snap.HasGroup(12) {
+		t.Errorf("HasGroup(10), HasGroup(12) = %v, %v; want true, false", snap.HasGroup(10), snap.HasGroup(12))
 	}
 }
 
-// TestDescendantsCycle: a PID reused while /proc is read can make a cycle of parents; the walk
+// TestSnapshotCycle: a PID reused while /proc is read can make a cycle of parents; the walk
 // must still end, listing each process once.
-func TestDescendantsCycle(t *testing.T) {
-	root := writeProc(t, map[string]string{
-		"5": "5 (a) S 6 5 5",
-		"6": "6 (b) S 5 6 6",
-		"7": "7 (c) S 6 7 7",
+func TestSnapshotCycle(t *testing.T) {
+	fs := writeProc(t, map[string]string{
+		"5": statLine(5, "a", 6, 5, 0, 0, 0),
+		"6": statLine(6, "b", 5, 6, 0, 0, 0),
+		"7": statLine(7, "c", 6, 7, 0, 0, 0),
 	})
 	done := make(chan []int, 1)
-	go func() { got, _ := Descendants(root, 5); done <- got }()
+	go func() { done <- fs.Snapshot().Descendants(5) }()
 	select {
 	case got := <-done:
 		slices.Sort(got)
@@ -139,9 +160,24 @@ func TestDescendantsCycle(t *testing.T) {
 	}
 }
 
-func TestDescendantsWithoutProc(t *testing.T) {
-	if got, err := Descendants(filepath.Join(t.TempDir(), "missing"), 1); err == nil {
-		t.Errorf("descendants(1) with no /proc = %v, want an error", got)
+func TestSnapshotWithoutProc(t *testing.T) {
+	if n := New(filepath.Join(t.TempDir(), "missing")).Snapshot().Len(); n != 0 {
+		t.Errorf("a snapshot with no /proc saw %d processes", n)
+	}
+}
+
+func TestSnapshotUsage(t *testing.T) {
+	fs := writeProc(t, map[string]string{
+		"10": statLine(10, "worker", 1, 10, 100, 50, 1000),
+		"11": statLine(11, "child", 10, 10, 20, 30, 500),
+		"12": statLine(12, "stranger", 1, 12, 999, 999, 999),
+	})
+	u := fs.Snapshot().Usage(10)
+	if want := int64(1500 * os.Getpagesize()); u.RSSBytes != want {
+		t.Errorf("RSS = %d, want %d", u.RSSBytes, want)
+	}
+	if u.CPUSeconds != 2.0 {
+		t.Errorf("CPU = %v s, want 2 (200 ticks)", u.CPUSeconds)
 	}
 }
 
@@ -152,8 +188,8 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.PPID != 1 || s.UTime != 151 || s.STime != 37 || s.RSSPages != 6718 {
-		t.Errorf("ParseStat = %+v, want ppid 1, utime 151, stime 37, rss 6718", s)
+	if s.PPID != 1 || s.PGRP != 4242 || s.UTime != 151 || s.STime != 37 || s.RSSPages != 6718 {
+		t.Errorf("ParseStat = %+v, want ppid 1, pgrp 4242, utime 151, stime 37, rss 6718", s)
 	}
 	for _, bad := range []string{"", "1 (x) S 1 2 3", "1 no parens", "1 (x) S y 1 1 0 -1 0 0 0 0 0 a b 0 0 0 0 0 0 0 0 c"} {
 		if _, err := ParseStat(bad); err == nil {
@@ -162,8 +198,8 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
-func TestTreeUsageOfThisProcess(t *testing.T) {
-	u := TreeUsage("/proc", os.Getpid())
+func TestUsageOfThisProcess(t *testing.T) {
+	u := Host.Snapshot().Usage(os.Getpid())
 	if u.RSSBytes < 1<<20 || u.RSSBytes > 1<<34 {
 		t.Errorf("RSS of the test binary = %d bytes, not plausible", u.RSSBytes)
 	}

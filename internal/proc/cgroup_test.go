@@ -1,4 +1,4 @@
-package pool
+package proc
 
 import (
 	"path/filepath"
@@ -290,9 +290,9 @@ func TestCgroupCPULimit(t *testing.T) {
 			for path, text := range tc.files {
 				writeFile(t, filepath.Join(root, path), text)
 			}
-			got, ok := cgroupCPULimit(root)
+			got, ok := New(root).CPULimit()
 			if ok != tc.ok || (ok && got != tc.want) {
-				t.Errorf("cgroupCPULimit = %v, %v, want %v, %v", got, ok, tc.want, tc.ok)
+				t.Errorf("CPULimit = %v, %v, want %v, %v", got, ok, tc.want, tc.ok)
 			}
 		})
 	}

@@ -1,54 +1,29 @@
-package pool
+package proc
 
 import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
-// Accept detection: a worker is ready once it waits for connections on one of the sockets that
-// matter, which /proc shows without any change to the app:
+// Accept detection: a process waits for connections on a socket once /proc shows, without any
+// change to the app, that
 //   - the socket is in one of its epoll sets (fdinfo of an eventpoll fd lists "tfd: N … ino: X");
 //   - a thread is blocked in accept/accept4 on it, or in poll/ppoll or select/pselect6 with it
 //     among the fds (task/TID/syscall gives the call and its arguments; the fd array is read
 //     from /proc/PID/mem).
-// The worker's descendants count too (sh -c, npm start).
 
-// detector finds whether a process tree waits on any of the wanted socket inodes.
-type detector struct {
-	proc string // "/proc"; tests point it at fixtures
-	// wanted returns the socket inodes that count, asked afresh on each check because in
-	// reuseport mode they are the worker's own sockets, found in /proc/net/tcp.
-	wanted func() map[uint64]bool
-	// owning: holding a wanted socket is enough (reuseport: the worker's own listening socket);
-	// otherwise the worker must wait on it, since every worker holds the inherited listeners.
-	owning bool
-}
-
-// accepting reports whether pid or one of its descendants waits on a wanted socket.
-func (d *detector) accepting(pid int) bool {
-	want := d.wanted()
+// Waiting reports whether process pid waits to accept on a socket whose inode is in want.
+// With owning, holding such a socket is enough (a worker's own SO_REUSEPORT socket); otherwise
+// it must wait on it, since every worker holds the inherited listeners.
+func (fs FS) Waiting(pid int, want map[uint64]bool, owning bool) bool {
 	if len(want) == 0 {
 		return false
 	}
-	tree, _ := proc.Descendants(d.proc, pid)
-	for _, p := range append([]int{pid}, tree...) {
-		if d.processAccepting(p, want) {
-			return true
-		}
-	}
-	return false
-}
-
-func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
-	base := filepath.Join(d.proc, strconv.Itoa(pid))
-	entries, err := os.ReadDir(filepath.Join(base, "fd"))
+	entries, err := os.ReadDir(fs.pidPath(pid, "fd"))
 	if err != nil {
 		return false
 	}
@@ -59,12 +34,12 @@ func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
 		if err != nil {
 			continue
 		}
-		link, err := os.Readlink(filepath.Join(base, "fd", e.Name()))
+		link, err := os.Readlink(fs.pidPath(pid, "fd", e.Name()))
 		if err != nil {
 			continue
 		}
 		if ino, ok := socketInode(link); ok {
-			if d.owning && want[ino] {
+			if owning && want[ino] {
 				return true
 			}
 			socketOf[fd] = ino
@@ -73,7 +48,7 @@ func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
 		}
 	}
 	for _, fd := range epolls {
-		b, err := os.ReadFile(filepath.Join(base, "fdinfo", strconv.Itoa(fd)))
+		b, err := os.ReadFile(fs.pidPath(pid, "fdinfo", strconv.Itoa(fd)))
 		if err != nil {
 			continue
 		}
@@ -83,9 +58,9 @@ func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
 			}
 		}
 	}
-	tasks, _ := os.ReadDir(filepath.Join(base, "task"))
+	tasks, _ := os.ReadDir(fs.pidPath(pid, "task"))
 	for _, task := range tasks {
-		b, err := os.ReadFile(filepath.Join(base, "task", task.Name(), "syscall"))
+		b, err := os.ReadFile(fs.pidPath(pid, "task", task.Name(), "syscall"))
 		if err != nil {
 			continue
 		}
@@ -93,7 +68,7 @@ func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
 		if !ok {
 			continue
 		}
-		for _, fd := range d.waitedFDs(pid, sc) {
+		for _, fd := range fs.waitedFDs(pid, sc) {
 			if want[socketOf[fd]] {
 				return true
 			}
@@ -103,13 +78,13 @@ func (d *detector) processAccepting(pid int, want map[uint64]bool) bool {
 }
 
 // waitedFDs are the fds a thread blocked in syscall sc waits on for reading.
-func (d *detector) waitedFDs(pid int, sc syscallState) []int {
+func (fs FS) waitedFDs(pid int, sc syscallState) []int {
 	switch {
 	case acceptCalls[sc.nr]:
 		return []int{int(sc.args[0])}
 	case pollCalls[sc.nr]:
 		n := min(sc.args[1], 4096)
-		b, err := d.readMem(pid, sc.args[0], int(n)*8) // struct pollfd { int fd; short events, revents; }
+		b, err := fs.readMem(pid, sc.args[0], int(n)*8) // struct pollfd { int fd; short events, revents; }
 		if err != nil {
 			return nil
 		}
@@ -120,7 +95,7 @@ func (d *detector) waitedFDs(pid int, sc syscallState) []int {
 		return fds
 	case selectCalls[sc.nr]:
 		nfds := min(sc.args[0], 4096)
-		b, err := d.readMem(pid, sc.args[1], int((nfds+63)/64*8)) // readfds bitmap
+		b, err := fs.readMem(pid, sc.args[1], int((nfds+63)/64*8)) // readfds bitmap
 		if err != nil {
 			return nil
 		}
@@ -129,11 +104,11 @@ func (d *detector) waitedFDs(pid int, sc syscallState) []int {
 	return nil
 }
 
-func (d *detector) readMem(pid int, addr uint64, n int) ([]byte, error) {
+func (fs FS) readMem(pid int, addr uint64, n int) ([]byte, error) {
 	if addr == 0 || n <= 0 {
 		return nil, fmt.Errorf("nothing to read")
 	}
-	f, err := os.Open(filepath.Join(d.proc, strconv.Itoa(pid), "mem"))
+	f, err := os.Open(fs.pidPath(pid, "mem"))
 	if err != nil {
 		return nil, err
 	}
@@ -247,21 +222,53 @@ func listeningInodes(s string, port int) map[uint64]bool {
 	return out
 }
 
-// portListeners is the wanted set for reuseport mode: every socket listening on port.
-func portListeners(proc string, port int) func() map[uint64]bool {
-	return func() map[uint64]bool {
-		out := map[uint64]bool{}
-		for _, name := range []string{"net/tcp", "net/tcp6"} {
-			b, err := os.ReadFile(filepath.Join(proc, name))
-			if err != nil {
-				continue
-			}
-			for ino := range listeningInodes(string(b), port) {
-				out[ino] = true
-			}
+// Accepting reports whether pid, or one of its descendants in snap, waits to accept on a socket
+// in want (see Waiting): an app started through "sh -c" or "npm start" accepts in a child.
+func (fs FS) Accepting(snap *Snapshot, pid int, want map[uint64]bool, owning bool) bool {
+	for _, p := range snap.Tree(pid) {
+		if fs.Waiting(p, want, owning) {
+			return true
 		}
-		return out
 	}
+	return false
+}
+
+// ListeningInodes are the inodes of the TCP sockets listening on port (any port when 0), from
+// /proc/net/tcp and tcp6: in reuseport mode, the workers' own sockets.
+func (fs FS) ListeningInodes(port int) map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, name := range []string{"tcp", "tcp6"} {
+		text, err := fs.read("/proc/net", name)
+		if err != nil {
+			continue
+		}
+		for ino := range listeningInodes(text, port) {
+			out[ino] = true
+		}
+	}
+	return out
+}
+
+// ListenQueue sums the accept queues of the TCP sockets listening on port, and counts them.
+func (fs FS) ListenQueue(port int) (queued, sockets int) {
+	for _, name := range []string{"tcp", "tcp6"} {
+		if text, err := fs.read("/proc/net", name); err == nil {
+			q, n := listenQueue(text, port)
+			queued += q
+			sockets += n
+		}
+	}
+	return queued, sockets
+}
+
+// TCPMigrateReq reports net.ipv4.tcp_migrate_req, which decides whether connections queued on a
+// closing SO_REUSEPORT socket move to another socket (1) or are reset (0).
+func (fs FS) TCPMigrateReq() (bool, error) {
+	text, err := fs.read("/proc/sys/net/ipv4/tcp_migrate_req")
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(text) == "1", nil
 }
 
 // listenQueue sums the accept queues (rx_queue, which for a LISTEN socket is the number of

@@ -1,4 +1,4 @@
-package pool
+package proc
 
 import (
 	"bufio"
@@ -206,8 +206,8 @@ func TestListeningInodes(t *testing.T) {
 func TestPortListenersReadsTCPAndTCP6(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	writeFile(t, filepath.Join(root, "net/tcp"), procNetTCP)
-	writeFile(t, filepath.Join(root, "net/tcp6"), procNetTCP6)
+	writeFile(t, filepath.Join(root, "proc/net/tcp"), procNetTCP)
+	writeFile(t, filepath.Join(root, "proc/net/tcp6"), procNetTCP6)
 	tests := []struct {
 		port int
 		want []uint64
@@ -218,13 +218,13 @@ func TestPortListenersReadsTCPAndTCP6(t *testing.T) {
 		{1, nil},
 	}
 	for _, tc := range tests {
-		got := slices.Sorted(maps.Keys(portListeners(root, tc.port)()))
+		got := slices.Sorted(maps.Keys(New(root).ListeningInodes(tc.port)))
 		if !slices.Equal(got, tc.want) {
-			t.Errorf("portListeners(port %d) = %v, want %v", tc.port, got, tc.want)
+			t.Errorf("ListeningInodes(port %d) = %v, want %v", tc.port, got, tc.want)
 		}
 	}
-	if got := portListeners(t.TempDir(), 0)(); len(got) != 0 {
-		t.Errorf("portListeners without net/tcp files = %v, want none", got)
+	if got := New(t.TempDir()).ListeningInodes(0); len(got) != 0 {
+		t.Errorf("ListeningInodes without net/tcp files = %v, want none", got)
 	}
 }
 
@@ -242,11 +242,11 @@ func TestPortListenersFindsRealListener(t *testing.T) {
 	defer ln.Close()
 	ino := listenerInode(t, ln.(*net.TCPListener))
 	port := ln.Addr().(*net.TCPAddr).Port
-	if got := portListeners("/proc", port)(); !got[ino] || len(got) != 1 {
-		t.Errorf("portListeners(/proc, %d) = %v, want only inode %d", port, got, ino)
+	if got := Host.ListeningInodes(port); !got[ino] || len(got) != 1 {
+		t.Errorf("ListeningInodes(/proc, %d) = %v, want only inode %d", port, got, ino)
 	}
-	if got := portListeners("/proc", 0)(); !got[ino] {
-		t.Errorf("portListeners(/proc, any port) = %v, want it to hold inode %d", got, ino)
+	if got := Host.ListeningInodes(0); !got[ino] {
+		t.Errorf("ListeningInodes(/proc, any port) = %v, want it to hold inode %d", got, ino)
 	}
 }
 
@@ -292,14 +292,13 @@ type fakeProc struct {
 	syscalls  map[int]string // tid -> task/TID/syscall text
 }
 
-// buildProc writes a fixture /proc holding procs and returns its root.
-func buildProc(t *testing.T, procs ...fakeProc) string {
+// buildProc writes a fixture root whose /proc holds procs.
+func buildProc(t *testing.T, procs ...fakeProc) FS {
 	t.Helper()
 	root := t.TempDir()
 	for _, p := range procs {
-		base := filepath.Join(root, strconv.Itoa(p.pid))
-		writeFile(t, filepath.Join(base, "stat"),
-			fmt.Sprintf("%d (node app.js) S %d %d %d 0 -1 4194560 105 0 0 0\n", p.pid, p.ppid, p.pid, p.pid))
+		base := filepath.Join(root, "proc", strconv.Itoa(p.pid))
+		writeFile(t, filepath.Join(base, "stat"), statLine(p.pid, "node app.js", p.ppid, p.pid, 0, 0, 0))
 		if err := os.MkdirAll(filepath.Join(base, "fd"), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +319,12 @@ func buildProc(t *testing.T, procs ...fakeProc) string {
 			writeFile(t, filepath.Join(base, "task", strconv.Itoa(tid), "syscall"), text)
 		}
 	}
-	return root
+	return New(root)
+}
+
+// accepting is what the supervisor asks of a starting worker, on a fresh snapshot.
+func accepting(fs FS, pid int, want map[uint64]bool, owning bool) bool {
+	return fs.Accepting(fs.Snapshot(), pid, want, owning)
 }
 
 // blockedIn is the task/TID/syscall text of a thread blocked in syscall nr with first argument a0.
@@ -328,7 +332,7 @@ func blockedIn(nr int, a0 uint64) string {
 	return fmt.Sprintf("%d 0x%x 0x7fff14ef2a30 0x7fff14ef2a24 0x80000 0x0 0x0 0x7fff14ef29f8 0x7f1c94528f63\n", nr, a0)
 }
 
-func TestDetectorAccepting(t *testing.T) {
+func TestAccepting(t *testing.T) {
 	t.Parallel()
 	const (
 		wanted = 111
@@ -440,42 +444,36 @@ func TestDetectorAccepting(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			d := &detector{
-				proc:   buildProc(t, tc.procs...),
-				wanted: func() map[uint64]bool { return map[uint64]bool{wanted: true} },
-				owning: tc.owning,
-			}
-			if got := d.accepting(pid); got != tc.want {
+			fs := buildProc(t, tc.procs...)
+			if got := accepting(fs, pid, map[uint64]bool{wanted: true}, tc.owning); got != tc.want {
 				t.Errorf("accepting(%d) = %v, want %v", pid, got, tc.want)
 			}
 		})
 	}
 }
 
-// TestDetectorNothingWanted: without wanted sockets nothing counts, not even an accept.
-func TestDetectorNothingWanted(t *testing.T) {
+// TestAcceptingNothingWanted: without wanted sockets nothing counts, not even an accept.
+func TestAcceptingNothingWanted(t *testing.T) {
 	t.Parallel()
-	root := buildProc(t, fakeProc{
+	fs := buildProc(t, fakeProc{
 		pid: 100, ppid: 1,
 		fds:      map[int]string{3: "socket:[111]"},
 		syscalls: map[int]string{100: blockedIn(unix.SYS_ACCEPT4, 3)},
 	})
 	for _, owning := range []bool{false, true} {
-		d := &detector{proc: root, wanted: func() map[uint64]bool { return nil }, owning: owning}
-		if d.accepting(100) {
+		if accepting(fs, 100, nil, owning) {
 			t.Errorf("owning=%v: accepting with no wanted sockets = true, want false", owning)
 		}
-		d.wanted = func() map[uint64]bool { return map[uint64]bool{111: true} }
-		if !d.accepting(100) {
+		if !accepting(fs, 100, map[uint64]bool{111: true}, owning) {
 			t.Errorf("owning=%v: accepting with socket 111 wanted = false, want true", owning)
 		}
 	}
 }
 
-// TestDetectorAcceptingRealProcess: a python3 process waiting on a listening socket in
+// TestAcceptingRealProcess: a python3 process waiting on a listening socket in
 // select, poll, epoll or accept is seen as accepting through the real /proc; holding it while
 // blocked elsewhere is not.
-func TestDetectorAcceptingRealProcess(t *testing.T) {
+func TestAcceptingRealProcess(t *testing.T) {
 	t.Parallel()
 	python, err := exec.LookPath("python3")
 	if err != nil {
@@ -504,12 +502,10 @@ print(os.getpid(), s.fileno(), flush=True)
 				t.Skipf("%s is not detected on this architecture", tc.name)
 			}
 			pid, ino := startPython(t, python, prelude+tc.wait+"\n")
-			d := &detector{proc: "/proc", wanted: func() map[uint64]bool { return map[uint64]bool{ino: true} }}
-			if !eventually(5*time.Second, func() bool { return d.accepting(pid) }) {
+			if !eventually(5*time.Second, func() bool { return accepting(Host, pid, map[uint64]bool{ino: true}, false) }) {
 				t.Fatalf("python3 waiting in %s on socket %d: accepting(%d) still false after 5s", tc.name, ino, pid)
 			}
-			other := &detector{proc: "/proc", wanted: func() map[uint64]bool { return map[uint64]bool{ino + 1<<40: true} }}
-			if other.accepting(pid) {
+			if accepting(Host, pid, map[uint64]bool{ino + 1<<40: true}, false) {
 				t.Errorf("python3 waiting in %s: accepting(%d) = true for a socket it does not hold", tc.name, pid)
 			}
 		})
@@ -530,12 +526,10 @@ print(os.getpid(), s.fileno(), flush=True)
 		if !blocked {
 			t.Fatal("python3 not blocked in read(0) within 5s")
 		}
-		d := &detector{proc: "/proc", wanted: func() map[uint64]bool { return map[uint64]bool{ino: true} }}
-		if d.accepting(pid) {
+		if accepting(Host, pid, map[uint64]bool{ino: true}, false) {
 			t.Errorf("python3 holding socket %d while reading stdin: accepting = true, want false", ino)
 		}
-		d.owning = true
-		if !d.accepting(pid) {
+		if !accepting(Host, pid, map[uint64]bool{ino: true}, true) {
 			t.Errorf("python3 holding socket %d, owning: accepting = false, want true", ino)
 		}
 	})

@@ -1,30 +1,17 @@
-package pool
+package proc
 
 import (
 	"bufio"
 	"math"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 )
 
-// AutoWorkers is NARWHAL_WORKERS=auto, and why: the container's CPU limit (cgroup v2 cpu.max or
-// v1 cfs quota/period), rounded up, at least 1; else a cpuset that leaves fewer CPUs than the
-// machine has; else 1, never the host's CPU count, which says nothing about the container.
-//
-// Go's runtime reads the same quota for GOMAXPROCS, but never goes below 2 and yields to a
-// GOMAXPROCS variable, so it cannot stand in for this.
-func AutoWorkers() (int, string) {
-	if limit, ok := cgroupCPULimit("/"); ok {
-		return max(1, int(math.Ceil(limit))), "the container's CPU quota"
-	}
-	b, _ := os.ReadFile("/sys/devices/system/cpu/online")
-	if online := countCPUList(string(b)); online > 0 && runtime.NumCPU() < online {
-		return runtime.NumCPU(), "the container's cpuset"
-	}
-	return 1, "no CPU limit found: set NARWHAL_WORKERS or a CPU limit"
+// OnlineCPUs is the number of CPUs the machine has online; 0 if unreadable.
+func (fs FS) OnlineCPUs() int {
+	text, _ := fs.read("/sys/devices/system/cpu/online")
+	return countCPUList(text)
 }
 
 // countCPUList counts the CPUs of a kernel CPU list such as "0-3,8,10-11"; 0 if unreadable.
@@ -46,25 +33,25 @@ func countCPUList(s string) int {
 	return n
 }
 
-// cgroupCPULimit reads the CPU limit of this process's cgroup under root (a test's fixture tree).
-func cgroupCPULimit(root string) (float64, bool) {
-	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+// CPULimit is the CPU limit of this process's cgroup in CPUs (cgroup v2 cpu.max, or v1 CFS
+// quota over period): the tightest along its path, since a parent's limit binds its children.
+func (fs FS) CPULimit() (float64, bool) {
+	cg, err := fs.read("/proc/self/cgroup")
 	if err != nil {
 		return 0, false
 	}
-	mi, err := os.ReadFile(filepath.Join(root, "proc/self/mountinfo"))
+	mi, err := fs.read("/proc/self/mountinfo")
 	if err != nil {
 		return 0, false
 	}
-	v2path, v1path := parseProcCgroup(string(cg))
-	v2mount, v1mount := parseCgroupMounts(string(mi))
+	v2path, v1path := parseProcCgroup(cg)
+	v2mount, v1mount := parseCgroupMounts(mi)
 	best, found := math.Inf(1), false
-	// The limit of a cgroup is the tightest along its path; container runtimes usually hide
-	// the parents, so this mostly reads one file.
+	// Container runtimes usually hide the parents, so this mostly reads one file.
 	if v2mount.point != "" && v2path != "" {
 		for _, dir := range ancestors(v2mount, v2path) {
-			if b, err := os.ReadFile(filepath.Join(root, dir, "cpu.max")); err == nil {
-				if l, ok := parseCPUMax(string(b)); ok && l < best {
+			if text, err := fs.read(dir, "cpu.max"); err == nil {
+				if l, ok := parseCPUMax(text); ok && l < best {
 					best, found = l, true
 				}
 			}
@@ -72,10 +59,10 @@ func cgroupCPULimit(root string) (float64, bool) {
 	}
 	if !found && v1mount.point != "" && v1path != "" {
 		for _, dir := range ancestors(v1mount, v1path) {
-			q, errQ := os.ReadFile(filepath.Join(root, dir, "cpu.cfs_quota_us"))
-			p, errP := os.ReadFile(filepath.Join(root, dir, "cpu.cfs_period_us"))
+			q, errQ := fs.read(dir, "cpu.cfs_quota_us")
+			p, errP := fs.read(dir, "cpu.cfs_period_us")
 			if errQ == nil && errP == nil {
-				if l, ok := parseCFS(string(q), string(p)); ok && l < best {
+				if l, ok := parseCFS(q, p); ok && l < best {
 					best, found = l, true
 				}
 			}
@@ -177,4 +164,24 @@ func ratio(quota, period string) (float64, bool) {
 		return 0, false
 	}
 	return q / p, true
+}
+
+// HasCapability reports whether this process's effective capabilities hold capability n.
+func (fs FS) HasCapability(n uint) bool {
+	text, err := fs.read("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	return parseCapEff(text)&(1<<n) != 0
+}
+
+// parseCapEff reads the effective capability mask from /proc/PID/status text; 0 if absent.
+func parseCapEff(status string) uint64 {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return mask
+		}
+	}
+	return 0
 }

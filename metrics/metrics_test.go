@@ -1,0 +1,99 @@
+package metrics
+
+import (
+	"testing"
+
+	"github.com/narwhal-init/narwhal/internal/board"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// gather scrapes a collector over b and returns each family by name.
+func gather(t *testing.T, b *board.Board) map[string]*dto.MetricFamily {
+	t.Helper()
+	queues := func(board.Listener) (int, int, bool) { return 0, 0, false }
+	mfs, err := Registry(New(b, func() uint64 { return 0 }, "test", queues)).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
+}
+
+// labelValues maps each value of label in family mf to its counter's value.
+func labelValues(mf *dto.MetricFamily, label string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				out[l.GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// TestLabelledCountersFromZero: before anything happens, every labelled counter already has a
+// series at 0 for each value its label can take, so rate() and alerts work from the first
+// scrape. narwhal_signals_received_total used to appear only with the first signal.
+func TestLabelledCountersFromZero(t *testing.T) {
+	mfs := gather(t, board.New(1, 0))
+	want := map[string]struct {
+		label  string
+		values []string
+	}{
+		"narwhal_signals_received_total": {"signal", actedOn},
+		"narwhal_worker_exits_total":     {"reason", []string{"crash", "oom", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}},
+		"narwhal_rollouts_total":         {"result", []string{"completed", "aborted", "superseded"}},
+	}
+	for name, w := range want {
+		mf := mfs[name]
+		if mf == nil {
+			t.Errorf("%s: no series before the first event", name)
+			continue
+		}
+		got := labelValues(mf, w.label)
+		for _, v := range w.values {
+			if n, ok := got[v]; !ok || n != 0 {
+				t.Errorf("%s{%s=%q} = %v (present %v), want 0 from the start", name, w.label, v, n, ok)
+			}
+		}
+	}
+}
+
+// TestSignalsCountedOnce: a signal narwhal acts on and one it only forwards are each one series.
+func TestSignalsCountedOnce(t *testing.T) {
+	b := board.New(1, 0)
+	b.CountSignal("SIGHUP")
+	b.CountSignal("SIGHUP")
+	b.CountSignal("SIGALRM")
+	got := labelValues(gather(t, b)["narwhal_signals_received_total"], "signal")
+	if got["SIGHUP"] != 2 || got["SIGALRM"] != 1 || got["SIGTERM"] != 0 {
+		t.Errorf("signals %v, want SIGHUP 2, SIGALRM 1, SIGTERM 0", got)
+	}
+	if len(got) != len(actedOn)+1 {
+		t.Errorf("%d series, want %d (one per signal)", len(got), len(actedOn)+1)
+	}
+}
+
+// TestSlotFiguresFromTheBoard: memory and CPU per slot are the supervisor's figures; the
+// collector reads no /proc of its own.
+func TestSlotFiguresFromTheBoard(t *testing.T) {
+	b := board.New(1, 0)
+	b.Publish(&board.Snapshot{Mode: "pool", Workers: []board.Worker{
+		{Slot: 0, PID: 10, Memory: 100}, {Slot: 0, PID: 11, Memory: 50}, {Slot: 1, PID: 12, Memory: 7},
+	}, SlotCPUSeconds: map[int]float64{0: 1.5, 1: 0.25}})
+	mfs := gather(t, b)
+	mem := map[string]float64{}
+	for _, m := range mfs["narwhal_worker_resident_memory_bytes"].GetMetric() {
+		mem[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+	}
+	if mem["0"] != 150 || mem["1"] != 7 {
+		t.Errorf("memory by slot %v, want 0: 150 (both processes of the slot), 1: 7", mem)
+	}
+	if cpu := labelValues(mfs["narwhal_worker_cpu_seconds_total"], "slot"); cpu["0"] != 1.5 || cpu["1"] != 0.25 {
+		t.Errorf("cpu by slot %v, want 0: 1.5, 1: 0.25", cpu)
+	}
+}

@@ -1,0 +1,214 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/command"
+	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/reaper"
+	"golang.org/x/sys/unix"
+)
+
+// Error is a pool that could not start; Code is narwhal's exit code.
+type Error struct {
+	Code int
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// capSysPtrace is CAP_SYS_PTRACE, which reading another user's /proc/PID/fd needs.
+const capSysPtrace = 19
+
+// New checks COMMAND, binds the listeners and prepares the pool; nothing is started yet. A
+// COMMAND that cannot be found or run is an *Error with code 127 or 126, found before any
+// listener is bound.
+func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, b *board.Board) (*Supervisor, error) {
+	if cfg.WorkerDir == "" || filepath.IsAbs(argv[0]) || !strings.Contains(argv[0], "/") {
+		// A relative path with NARWHAL_WORKER_DIR is resolved at each spawn instead.
+		if _, err := command.Look(argv[0]); err != nil {
+			var ce *command.Error
+			errors.As(err, &ce)
+			return nil, &Error{Code: ce.Code(), Err: err}
+		}
+	}
+	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
+	if err != nil {
+		return nil, &Error{Code: 78, Err: err}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, &Error{Code: 1, Err: fmt.Errorf("find narwhal's own executable for the LISTEN_PID shim: %w", err)}
+	}
+	reuseport := cfg.SocketMode == "reuseport"
+	var sockets []*Socket
+	if !reuseport {
+		if sockets, err = Bind(cfg.Listen, int(cfg.Backlog)); err != nil {
+			return nil, &Error{Code: 1, Err: err}
+		}
+	}
+	ns, err := listenNotify()
+	if err != nil {
+		CloseAll(sockets)
+		return nil, &Error{Code: 1, Err: err}
+	}
+	environ := baseEnv(os.Environ())
+	if l := cfg.Listen.FirstTCP(); reuseport && l != nil {
+		environ = append(removeVar(environ, "PORT"), "PORT="+strconv.Itoa(l.Port()))
+	}
+	sp := &spawner{
+		argv: argv, self: self, sockets: sockets, reuseport: reuseport,
+		dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: environ,
+	}
+	if cfg.WorkerTimeout > 0 {
+		sp.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
+	}
+
+	n := int(cfg.Workers)
+	if n == 0 {
+		var why string
+		n, why = AutoWorkers()
+		log.Info("NARWHAL_WORKERS=auto", "event", "config", "workers", n, "reason", why)
+	}
+	s := newSupervisor(cfg, log, env{}, b, n)
+	s.sockets, s.notify = sockets, ns
+	s.env = env{
+		now:    time.Now,
+		spawn:  func(slot, gen int) (int, error) { return s.start(r, sp, slot, gen) },
+		signal: func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
+		scan:   proc.Host.Snapshot,
+		parent: proc.Host.PPID,
+	}
+	if cfg.Ready == "auto" {
+		s.env.accepting = acceptDetector(sockets, cfg.Listen, reuseport)
+		if cred != nil && int(cred.Uid) != os.Getuid() && !proc.Host.HasCapability(capSysPtrace) {
+			s.readyByNotify = true
+			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
+				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
+				"event", "config", "uid", cred.Uid)
+		}
+	}
+	if reuseport {
+		if on, err := proc.Host.TCPMigrateReq(); err == nil && !on {
+			log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a stopping worker's socket will be reset; set it to 1",
+				"event", "config")
+		}
+	}
+	for _, sock := range sockets {
+		log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
+	}
+	return s, nil
+}
+
+// acceptDetector picks what counts as accepting: in inherit mode, waiting on a passed listener;
+// otherwise owning a socket that listens on the first TCP port (on any port, with none).
+func acceptDetector(sockets []*Socket, listen config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
+	wanted, owning := func() map[uint64]bool { return nil }, false
+	if !reuseport && len(sockets) > 0 {
+		want := map[uint64]bool{}
+		for _, sock := range sockets {
+			want[sock.Inode] = true
+		}
+		wanted = func() map[uint64]bool { return want }
+	} else {
+		port := 0
+		if l := listen.FirstTCP(); l != nil {
+			port = l.Port()
+		}
+		wanted, owning = func() map[uint64]bool { return proc.Host.ListeningInodes(port) }, true
+	}
+	return func(snap *proc.Snapshot, pids []int) []int {
+		want := wanted()
+		var out []int
+		for _, pid := range pids {
+			if proc.Host.Accepting(snap, pid, want, owning) {
+				out = append(out, pid)
+			}
+		}
+		return out
+	}
+}
+
+// start spawns a worker through the reaper, which registers it before it can exit; its exit
+// and the lines of its notify pipe come back to the loop as events.
+func (s *Supervisor) start(r *reaper.Reaper, sp *spawner, slot, gen int) (int, error) {
+	var notifyR *os.File
+	pid, exited, err := r.Start(func() (int, error) {
+		pid, pipe, err := sp.spawn(slot, gen)
+		notifyR = pipe
+		return pid, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		ex := <-exited
+		s.events <- exitEvent{pid: pid, code: ex.Code()}
+	}()
+	go readPipe(notifyR, pid, s.events)
+	return pid, nil
+}
+
+// signal sends sig to pid, or to its process group, and reports whether anything received it.
+func signal(log *slog.Logger, pid int, sig syscall.Signal, group bool) bool {
+	target := pid
+	if group {
+		target = -pid
+	}
+	err := unix.Kill(target, sig)
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		log.Warn("cannot signal worker", "event", "signal", "pid", target, "signal", config.SignalName(sig), "error", err)
+	}
+	return err == nil
+}
+
+func (s *Supervisor) listenerInfo() []board.Listener {
+	if s.cfg.SocketMode == "reuseport" {
+		var out []board.Listener
+		for _, l := range s.cfg.Listen {
+			out = append(out, board.Listener{Name: l.Name, Network: l.Network, Port: l.Port()})
+		}
+		return out
+	}
+	out := make([]board.Listener, len(s.sockets))
+	for i, sock := range s.sockets {
+		out[i] = board.Listener{Name: sock.Name, Network: sock.Network, Inode: sock.Inode, Port: sock.Port()}
+	}
+	return out
+}
+
+// Queue is the accept queue of listener l, for the metrics: narwhal's own socket in inherit mode,
+// the sum over the workers' sockets on the port in reuseport mode.
+func (s *Supervisor) Queue(l board.Listener) (queued, backlog int, ok bool) {
+	for _, sock := range s.sockets {
+		if sock.Name == l.Name {
+			return sock.Queue()
+		}
+	}
+	if l.Port == 0 {
+		return 0, 0, false
+	}
+	queued, n := proc.Host.ListenQueue(l.Port)
+	return queued, 0, n > 0
+}
+
+func removeVar(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if len(kv) <= len(name) || kv[:len(name)+1] != name+"=" {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

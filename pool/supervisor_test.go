@@ -1,0 +1,413 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/proc"
+)
+
+// fakeEnv is the supervisor's world in a test: a clock the test moves, spawns that only count,
+// a process table the test writes, and accept detection that reports what the test says.
+type fakeEnv struct {
+	now       time.Time
+	next      int
+	spawned   []int
+	signals   []signalCall
+	procs     map[int]proc.Stat
+	accepting map[int]bool
+	parents   map[int]int
+	scans     int
+	groups    map[int]bool // process groups with members
+}
+
+func (f *fakeEnv) env() env {
+	return env{
+		now: func() time.Time { return f.now },
+		spawn: func(slot, gen int) (int, error) {
+			f.next++
+			pid := 100 + f.next
+			f.spawned = append(f.spawned, pid)
+			f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid}
+			return pid, nil
+		},
+		signal: func(pid int, sig syscall.Signal, group bool) bool {
+			f.signals = append(f.signals, signalCall{pid, sig, group})
+			return !group || f.groups[pid]
+		},
+		scan: func() *proc.Snapshot {
+			f.scans++
+			return proc.NewSnapshot(f.procs)
+		},
+		accepting: func(snap *proc.Snapshot, pids []int) []int {
+			var out []int
+			for _, pid := range pids {
+				if f.accepting[pid] {
+					out = append(out, pid)
+				}
+			}
+			return out
+		},
+		parent: func(pid int) (int, error) {
+			if p, ok := f.parents[pid]; ok {
+				return p, nil
+			}
+			return 0, os.ErrNotExist
+		},
+	}
+}
+
+func (f *fakeEnv) signalled(pid int, sig syscall.Signal) bool {
+	for _, s := range f.signals {
+		if s.pid == pid && s.sig == sig {
+			return true
+		}
+	}
+	return false
+}
+
+// testConfig loads the environment vars (NAME=value, NARWHAL_ prefix implied) as narwhal would.
+func testConfig(t *testing.T, vars ...string) *config.Config {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "NARWHAL_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	for _, kv := range append([]string{"WORKERS=2"}, vars...) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv("NARWHAL_"+k, v)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// supervised is a supervisor over a fakeEnv, whose log lines the test can read.
+type supervised struct {
+	*Supervisor
+	f   *fakeEnv
+	log *bytes.Buffer
+}
+
+func newSupervised(t *testing.T, vars ...string) *supervised {
+	t.Helper()
+	cfg := testConfig(t, vars...)
+	f := &fakeEnv{now: t0, procs: map[int]proc.Stat{}, accepting: map[int]bool{}, parents: map[int]int{}, groups: map[int]bool{}}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := f.env()
+	if cfg.Ready != "auto" {
+		e.accepting = nil
+	}
+	s := newSupervisor(cfg, log, e, board.New(1, 0), int(cfg.Workers))
+	return &supervised{Supervisor: s, f: f, log: &buf}
+}
+
+// at runs one pass at now, with ev, and returns when the loop would wake next.
+func (s *supervised) at(now time.Time, ev any) time.Time {
+	s.f.now = now
+	return s.pass(now, ev)
+}
+
+func (s *supervised) state(pid int) State {
+	for _, w := range s.m.Workers() {
+		if w.PID == pid {
+			return w.State
+		}
+	}
+	return -1
+}
+
+// TestDetectionNotStarvedByEvents: a stream of events faster than the detection period (here a
+// status message every 5 ms) must not postpone the /proc read that sees a worker accept. The
+// loop used to reset its detection timer on every event, so it never fired.
+func TestDetectionNotStarvedByEvents(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1")
+	now := t0
+	s.at(now, startEvent{})
+	pid := s.f.spawned[0]
+	s.f.accepting[pid] = true
+	scans := s.f.scans
+	for i := 0; i < 200 && s.state(pid) != Ready; i++ {
+		now = now.Add(5 * time.Millisecond)
+		s.at(now, notifyEvent{sender: pid, fromPipe: true, msg: "STATUS=warming up"})
+	}
+	if s.state(pid) != Ready {
+		t.Fatalf("worker seen accepting, yet not ready after %s of events every 5ms", now.Sub(t0))
+	}
+	if waited := now.Sub(t0); waited > detectEvery {
+		t.Errorf("ready %s after it accepted, want within %s", waited, detectEvery)
+	}
+	// And the flood is not a scan per event either.
+	s.f.accepting[pid] = false
+	before := s.f.scans
+	for i := 0; i < 100; i++ {
+		now = now.Add(time.Millisecond)
+		s.at(now, notifyEvent{sender: pid, fromPipe: true, msg: "WATCHDOG=1"})
+	}
+	if n := s.f.scans - before; n > 1 {
+		t.Errorf("%d scans of /proc in 100 ms of events with every worker ready, want at most 1 (one per %s)", n, scanEvery)
+	}
+	if scans == 0 {
+		t.Error("no scan at start")
+	}
+}
+
+// TestWakeIsTheEarliestDeadline: the wake time a pass returns is the machine's next deadline,
+// taken at the same instant it ran the timers, so a deadline is never skipped between two
+// readings of the clock; waking then handles it.
+func TestWakeIsTheEarliestDeadline(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=delay", "READY_DELAY=300ms")
+	wake := s.at(t0, startEvent{})
+	if want := t0.Add(300 * time.Millisecond); !wake.Equal(want) {
+		t.Fatalf("wake %s after start, want the ready delay's %s", wake.Sub(t0), want.Sub(t0))
+	}
+	pid := s.f.spawned[0]
+	// An event 1ns before the deadline must still wake the loop at the deadline.
+	wake = s.at(wake.Add(-time.Nanosecond), notifyEvent{sender: pid, fromPipe: true, msg: "STATUS=x"})
+	if want := t0.Add(300 * time.Millisecond); !wake.Equal(want) {
+		t.Fatalf("wake %v after an event just before the deadline, want %v", wake.Sub(t0), want.Sub(t0))
+	}
+	s.at(wake, nil)
+	if s.state(pid) != Ready {
+		t.Fatal("the ready delay passed, the worker is not ready")
+	}
+	// Idle, the loop still wakes for its periodic scan, never later.
+	if wake := s.at(wake, nil); wake.Sub(s.f.now) > scanEvery {
+		t.Errorf("idle wake in %s, want at most %s", wake.Sub(s.f.now), scanEvery)
+	}
+}
+
+func TestSignalsSteerThePool(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	now := t0
+	s.at(now, startEvent{})
+	for _, pid := range s.f.spawned {
+		s.at(now, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	}
+	s.at(now, syscall.SIGUSR1)
+	for _, pid := range s.f.spawned[:2] {
+		if !s.f.signalled(pid, syscall.SIGUSR1) {
+			t.Errorf("SIGUSR1 did not reach worker %d", pid)
+		}
+	}
+	s.at(now, syscall.SIGHUP)
+	if s.m.Generation() != 2 || len(s.f.spawned) != 3 {
+		t.Errorf("after SIGHUP: generation %d, spawned %d; want 2 and one replacement (surge 1)", s.m.Generation(), len(s.f.spawned))
+	}
+	s.at(now, syscall.SIGTTIN)
+	if s.m.Desired() != 3 {
+		t.Errorf("after SIGTTIN desired %d, want 3", s.m.Desired())
+	}
+	s.at(now, syscall.SIGTTOU)
+	if s.m.Desired() != 2 {
+		t.Errorf("after SIGTTOU desired %d, want 2", s.m.Desired())
+	}
+	s.at(now, syscall.SIGWINCH)
+	if s.m.Desired() != 0 {
+		t.Errorf("after SIGWINCH desired %d, want 0", s.m.Desired())
+	}
+	s.at(now, syscall.SIGTERM)
+	if !s.m.Stopping() {
+		t.Error("SIGTERM did not start a graceful stop")
+	}
+	sigs := s.board.Signals()
+	for _, name := range []string{"SIGUSR1", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGTERM"} {
+		if sigs[name] != 1 {
+			t.Errorf("board counted %s %d times, want 1", name, sigs[name])
+		}
+	}
+}
+
+func TestNotifyFromDescendantsOnly(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify")
+	s.at(t0, startEvent{})
+	worker := s.f.spawned[0]
+	s.f.parents[500] = 400 // a grandchild of the worker
+	s.f.parents[400] = worker
+	s.f.parents[600] = 1 // a stranger
+	s.at(t0, notifyEvent{sender: 600, msg: "READY=1"})
+	if s.state(worker) == Ready {
+		t.Fatal("a stranger's READY=1 made the worker ready")
+	}
+	s.at(t0, notifyEvent{sender: 500, msg: "READY=1"})
+	if s.state(worker) != Ready {
+		t.Fatal("READY=1 from the worker's grandchild did not make it ready")
+	}
+	s.at(t0, notifyEvent{sender: worker, fromPipe: true, msg: "WATCHDOG=trigger"})
+	if len(s.f.spawned) != 2 {
+		t.Errorf("WATCHDOG=trigger: spawned %d, want a replacement", len(s.f.spawned))
+	}
+}
+
+// TestDroppedNotifyLogIsBounded: a process that floods the notify socket with messages that are
+// dropped gets one warning per period, with a count of those not logged.
+func TestDroppedNotifyLogIsBounded(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify")
+	s.at(t0, startEvent{})
+	now := t0
+	for i := 0; i < 1000; i++ {
+		now = now.Add(time.Millisecond)
+		s.at(now, notifyEvent{sender: 999, msg: "READY=1"})
+	}
+	if n := strings.Count(s.log.String(), `"event":"notify_dropped"`); n != 1 {
+		t.Fatalf("%d warnings for 1000 dropped messages in 1s, want 1", n)
+	}
+	s.at(now.Add(dropLogEvery), notifyEvent{sender: 999, msg: "garbage without equals"})
+	if n := strings.Count(s.log.String(), `"event":"notify_dropped"`); n != 2 {
+		t.Fatalf("%d warnings after the period, want 2", n)
+	}
+	if !strings.Contains(s.log.String(), `"suppressed":999`) {
+		t.Errorf("the second warning does not count the 999 suppressed:\n%s", s.log.String())
+	}
+}
+
+// TestMaxMemoryFromTheScan: a ready worker whose tree holds more than NARWHAL_MAX_MEMORY in the
+// scan is replaced, replacement first; the figure reaches the board for metrics and --status.
+func TestMaxMemoryFromTheScan(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify", "MAX_MEMORY=100Mi")
+	s.at(t0, startEvent{})
+	pid := s.f.spawned[0]
+	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	page := int64(os.Getpagesize())
+	s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: (60 << 20) / page}
+	s.f.procs[pid+1000] = proc.Stat{PPID: pid, PGRP: pid, RSSPages: (60 << 20) / page}
+	s.at(t0.Add(scanEvery), nil)
+	if len(s.f.spawned) != 2 {
+		t.Fatalf("a worker tree at 120 MiB over a 100 MiB limit: spawned %d, want its replacement", len(s.f.spawned))
+	}
+	if s.f.signalled(pid, syscall.SIGTERM) {
+		t.Error("the worker was stopped before its replacement was ready")
+	}
+	if got := s.board.Snapshot().Workers[0].Memory; got != 120<<20 {
+		t.Errorf("board memory %d, want %d", got, 120<<20)
+	}
+}
+
+// TestCPUPerSlotNeverDecreases: a slot's CPU counter keeps what its processes used when they
+// are gone (a worker's child, the worker itself) and when a PID comes back as another process.
+// It used to sum only the live processes, so a child's exit made it fall.
+func TestCPUPerSlotNeverDecreases(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify")
+	s.at(t0, startEvent{})
+	w := s.f.spawned[0]
+	s.at(t0, notifyEvent{sender: w, fromPipe: true, msg: "READY=1"})
+	now := t0
+	last := 0.0
+	step := func(what string) {
+		t.Helper()
+		now = now.Add(scanEvery)
+		s.at(now, nil)
+		got := s.board.Snapshot().SlotCPUSeconds[0]
+		if got < last {
+			t.Fatalf("%s: slot 0 CPU fell from %v to %v", what, last, got)
+		}
+		last = got
+	}
+	s.f.procs[w] = proc.Stat{PPID: 1, PGRP: w, UTime: 100}
+	s.f.procs[w+1] = proc.Stat{PPID: w, PGRP: w, UTime: 300}
+	step("worker and child")
+	if last != 4 {
+		t.Fatalf("CPU %v, want 4s (100 + 300 ticks)", last)
+	}
+	delete(s.f.procs, w+1)
+	step("the child exited")
+	s.f.procs[w+1] = proc.Stat{PPID: w, PGRP: w, UTime: 10}
+	step("its PID reused by a new child")
+	s.at(now, exitEvent{pid: w, code: 1})
+	delete(s.f.procs, w)
+	delete(s.f.procs, w+1)
+	step("the worker crashed")
+	if last != 4.1 {
+		t.Errorf("CPU %v after every process is gone, want 4.1", last)
+	}
+}
+
+// TestLeftoverGroupSeenGone: a pool stopping with a worker's leftovers is done once a scan sees
+// their process group empty, not only at the stop timeout.
+func TestLeftoverGroupSeenGone(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify", "STOP_TIMEOUT=25s")
+	s.at(t0, startEvent{})
+	w := s.f.spawned[0]
+	s.f.groups[w] = true
+	s.f.procs[w+1] = proc.Stat{PPID: 1, PGRP: w}
+	s.at(t0, syscall.SIGTERM)
+	delete(s.f.procs, w)
+	s.at(t0, exitEvent{pid: w, code: 0})
+	if done, _ := s.m.Done(); done {
+		t.Fatal("done with the worker's group still holding a process")
+	}
+	delete(s.f.procs, w+1)
+	wake := s.at(t0.Add(time.Millisecond), nil)
+	if wake.Sub(t0) > detectEvery {
+		t.Errorf("next look at the leftovers in %s, want within %s", wake.Sub(t0), detectEvery)
+	}
+	s.at(wake, nil)
+	if done, _ := s.m.Done(); !done {
+		t.Errorf("not done %s after the leftover group emptied", wake.Sub(t0))
+	}
+}
+
+// TestRunStopsOnContext runs the real loop over a fake world: the context's end is a graceful
+// stop, and Run returns the pool's exit code once the workers are reaped.
+func TestRunStopsOnContext(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.env.now = time.Now
+	inner := s.env.signal
+	s.env.signal = func(pid int, sig syscall.Signal, group bool) bool {
+		if sig == syscall.SIGTERM && !group {
+			go func() { s.events <- exitEvent{pid: pid, code: 0} }()
+		}
+		return inner(pid, sig, group)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- s.Run(ctx, make(chan os.Signal)) }()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("Run returned %d, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestReadyMessageInAuto: with NARWHAL_READY=auto a READY=1 counts only where narwhal cannot see
+// the worker accept (no listener of its own): gunicorn's master sends it before its workers
+// have loaded the app, so where narwhal can watch the socket, it waits to see the accept.
+func TestReadyMessageInAuto(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "LISTEN=127.0.0.1:8080") // never bound: the env is fake
+	s.at(t0, startEvent{})
+	pid := s.f.spawned[0]
+	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	if s.state(pid) == Ready {
+		t.Fatal("READY=1 made a worker ready that narwhal can watch accepting")
+	}
+	s.f.accepting[pid] = true
+	s.at(t0.Add(detectEvery), nil)
+	if s.state(pid) != Ready {
+		t.Fatal("seen accepting, not ready")
+	}
+
+	s = newSupervised(t, "WORKERS=1")
+	s.at(t0, startEvent{})
+	pid = s.f.spawned[0]
+	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	if s.state(pid) != Ready {
+		t.Error("with no listener to watch, READY=1 did not make the worker ready")
+	}
+}
