@@ -58,7 +58,7 @@ type Config struct {
 	ExitRemap     ExitRemap     `env:"EXIT_REMAP" split_words:"true" type:"FROM:TO,…" desc:"report child exit codes as others, e.g. 143:0"`
 
 	MetricsAddr   Address `env:"METRICS_ADDR" split_words:"true" doc:":9090 (pool), none (init)" type:"host:port|off" desc:"address of /metrics, /livez, /healthz, /readyz; off disables"`
-	ControlSocket string  `env:"CONTROL_SOCKET" split_words:"true" doc:"@narwhal-<pidns>" type:"path|@name" desc:"control socket for --status, --drain, --healthcheck"`
+	ControlSocket string  `env:"CONTROL_SOCKET" split_words:"true" doc:"@narwhal-<pidns>-<mntns>" type:"path|@name" desc:"control socket for --status, --drain, --healthcheck"`
 	LogFormat     Choice  `env:"LOG_FORMAT" split_words:"true" default:"auto" choices:"auto|text|json" desc:"auto: coloured text on a TTY, JSON otherwise"`
 	LogLevel      Choice  `env:"LOG_LEVEL" split_words:"true" default:"info" choices:"debug|info|warn|error" desc:"least severe level logged"`
 

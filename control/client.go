@@ -19,11 +19,22 @@ func request(name, req string) (*json.Decoder, io.Closer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (%s): %v", ErrNoAnswer, name, err)
 	}
+	d := json.NewDecoder(bufio.NewReader(c))
 	if _, err := fmt.Fprintln(c, req); err != nil {
+		// A client that is refused, or turned away as one too many, is answered and hung up on
+		// at once, without its request being read: the answer may be there to read even though
+		// the request could not be written.
+		var r reply
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if d.Decode(&r) == nil && r.Error != "" {
+			err = errors.New(r.Error)
+		} else {
+			err = fmt.Errorf("%w (%s): %v", ErrNoAnswer, name, err)
+		}
 		c.Close()
-		return nil, nil, fmt.Errorf("%w (%s): %v", ErrNoAnswer, name, err)
+		return nil, nil, err
 	}
-	return json.NewDecoder(bufio.NewReader(c)), c, nil
+	return d, c, nil
 }
 
 type reply struct {

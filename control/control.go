@@ -1,10 +1,16 @@
 // Package control is narwhal's control socket and its client, used by --status, --drain and
 // --healthcheck from inside the container. The socket is a unix stream socket, abstract by
-// default and named after narwhal's PID namespace, so a client in the same container finds it
-// with no configuration, on a read-only or empty filesystem, and two containers sharing a
-// network namespace (a pod) each reach only their own. Only narwhal's uid and root are served.
+// default and named after narwhal's PID and mount namespaces, so a client in the same container
+// finds it with no configuration, on a read-only or empty filesystem, and two containers sharing
+// a network namespace (a pod), even with a PID namespace too (shareProcessNamespace), each reach
+// only their own. Only narwhal's uid and root are served.
 //
 // The protocol is one request line ("status", "drain" or "healthcheck") and JSON lines back.
+// No client can hold the server: the request must arrive within 5s and each reply line must be
+// taken within 5s of being written (the drain reply's last line is written after the drain
+// delay, and its 5s start then). At most MaxConns clients are served at once; one more gets
+// the one line {"error":"busy: …"} at once and is closed, and its client exits 1 as when no
+// narwhal answers. Refused clients (another uid) never take one of those places.
 package control
 
 import (
@@ -17,22 +23,46 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
-// DefaultName is the abstract socket named after the PID namespace that /proc/self shows:
-// "@narwhal-4026532204". Without /proc it is "@narwhal".
+// DefaultName is the abstract socket named after the PID and mount namespaces that /proc/self
+// shows: "@narwhal-4026532204-4026532205". Containers that share a PID namespace
+// (shareProcessNamespace) and a network namespace (a pod) still each have their own mount
+// namespace. Without /proc it is "@narwhal".
 func DefaultName() string {
-	link, err := os.Readlink("/proc/self/ns/pid")
-	if err != nil {
+	return defaultName(proc.Host.Namespace("pid"), proc.Host.Namespace("mnt"))
+}
+
+// defaultName is the socket name for the texts of the /proc/self/ns/pid and /proc/self/ns/mnt
+// links ("pid:[4026532204]"), and "@narwhal" when either is missing or malformed.
+func defaultName(pidLink, mntLink string) string {
+	pid, ok1 := nsInode(pidLink, "pid")
+	mnt, ok2 := nsInode(mntLink, "mnt")
+	if !ok1 || !ok2 {
 		return "@narwhal"
 	}
-	ino := strings.TrimSuffix(strings.TrimPrefix(link, "pid:["), "]")
-	return "@narwhal-" + ino
+	return fmt.Sprintf("@narwhal-%d-%d", pid, mnt)
+}
+
+// nsInode is the inode number in the text of a /proc/PID/ns/KIND link: "KIND:[INODE]".
+func nsInode(link, kind string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(link, kind+":[")
+	if !ok {
+		return 0, false
+	}
+	digits, ok := strings.CutSuffix(rest, "]")
+	if !ok {
+		return 0, false
+	}
+	ino, err := strconv.ParseUint(digits, 10, 64)
+	return ino, err == nil
 }
 
 // Name is NARWHAL_CONTROL_SOCKET, or the default.
@@ -77,11 +107,27 @@ func StatusOf(b *board.Board) Status {
 	return st
 }
 
+// MaxConns is how many control connections are served at once.
+const MaxConns = 16
+
+const (
+	// ioTimeout bounds the wait for the request and for each reply line to be taken.
+	ioTimeout = 5 * time.Second
+	// rejectTimeout bounds the one-line answer to a refused or surplus client, written from the
+	// accept loop. A fresh connection's buffer is empty, so that write does not wait; the
+	// deadline only keeps the loop from ever being held.
+	rejectTimeout = 100 * time.Millisecond
+)
+
 // Server answers the control socket.
 type Server struct {
 	ln  *net.UnixListener
 	b   *board.Board
 	log *slog.Logger
+
+	status  func() Status // StatusOf(b); tests make it large
+	timeout time.Duration // ioTimeout; tests shorten it
+	slots   chan struct{} // one token per connection being served
 }
 
 // Listen opens the control socket. A path left by an earlier run is replaced.
@@ -95,62 +141,102 @@ func Listen(name string, b *board.Board, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", name, err)
 	}
-	return &Server{ln: ln, b: b, log: log}, nil
+	return &Server{ln: ln, b: b, log: log, status: func() Status { return StatusOf(b) },
+		timeout: ioTimeout, slots: make(chan struct{}, MaxConns)}, nil
 }
 
-// Serve answers clients until ctx ends.
-func (s *Server) Serve(ctx context.Context) {
+// Serve answers clients until ctx ends. A connection being served when ctx ends is closed
+// within the server's timeouts; a drain in progress ends at once, without its last line.
+func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		<-ctx.Done()
 		s.ln.Close()
 	}()
+	var delay time.Duration // after a failed accept (out of file descriptors), doubling to 1s
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return fmt.Errorf("control socket: %w", err)
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("control socket cannot accept; retrying", "event", "control", "error", err, "retry", delay.String())
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
 			}
 			continue
 		}
-		go s.handle(ctx, c)
+		delay = 0
+		if uid, pid, err := peer(c); err != nil || (uid != 0 && uid != os.Getuid()) {
+			s.log.Warn("control socket client refused: not narwhal's uid or root", "event", "control_refused",
+				"uid", uid, "pid", pid, "error", err)
+			reject(c, "refused: not narwhal's uid or root")
+			continue
+		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.log.Warn("control socket client turned away: too many connections", "event", "control_busy",
+				"max", MaxConns)
+			reject(c, fmt.Sprintf("busy: %d control connections open, try again", MaxConns))
+			continue
+		}
+		go func() {
+			defer func() { <-s.slots }()
+			s.handle(ctx, c)
+		}()
 	}
+}
+
+// reject answers a client that is not served with one error line, and closes it.
+func reject(c *net.UnixConn, msg string) {
+	c.SetWriteDeadline(time.Now().Add(rejectTimeout))
+	json.NewEncoder(c).Encode(map[string]string{"error": msg})
+	c.Close()
 }
 
 func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
-	if uid, pid, err := peer(c); err != nil || (uid != 0 && uid != os.Getuid()) {
-		s.log.Warn("control socket client refused: not narwhal's uid or root", "event", "control_refused",
-			"uid", uid, "pid", pid, "error", err)
-		json.NewEncoder(c).Encode(map[string]string{"error": "refused: not narwhal's uid or root"})
-		return
-	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.SetReadDeadline(time.Now().Add(s.timeout))
 	line, err := bufio.NewReader(io.LimitReader(c, 1024)).ReadString('\n')
 	if err != nil {
 		return
 	}
-	c.SetReadDeadline(time.Time{})
-	enc := json.NewEncoder(c)
 	switch strings.TrimSpace(line) {
 	case "status":
-		enc.Encode(StatusOf(s.b))
+		s.reply(c, s.status())
 	case "healthcheck":
 		ready, reason := s.b.Ready()
-		enc.Encode(map[string]any{"ready": ready, "reason": reason})
+		s.reply(c, map[string]any{"ready": ready, "reason": reason})
 	case "drain":
 		if !s.b.Draining() {
 			s.log.Info("draining: unready now, still serving", "event", "drain", "delay", s.b.DrainDelay.String())
 		}
 		s.b.Drain()
-		enc.Encode(map[string]any{"draining": true, "delay_seconds": s.b.DrainDelay.Seconds()})
+		if s.reply(c, map[string]any{"draining": true, "delay_seconds": s.b.DrainDelay.Seconds()}) != nil {
+			return
+		}
+		t := time.NewTimer(s.b.DrainDelay)
+		defer t.Stop()
 		select {
-		case <-time.After(s.b.DrainDelay):
-			enc.Encode(map[string]any{"drained": true})
+		case <-t.C:
+			s.reply(c, map[string]any{"drained": true})
 		case <-ctx.Done():
 		}
 	default:
-		enc.Encode(map[string]string{"error": fmt.Sprintf("unknown request %q", strings.TrimSpace(line))})
+		s.reply(c, map[string]string{"error": fmt.Sprintf("unknown request %q", strings.TrimSpace(line))})
 	}
+}
+
+// reply writes one JSON line, which the client must take within the server's timeout.
+func (s *Server) reply(c *net.UnixConn, v any) error {
+	c.SetWriteDeadline(time.Now().Add(s.timeout))
+	return json.NewEncoder(c).Encode(v)
 }
 
 // peer is the uid and pid of the client, from SO_PEERCRED.

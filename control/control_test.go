@@ -7,21 +7,30 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/board"
+	"golang.org/x/sys/unix"
 )
 
 func serve(t *testing.T, b *board.Board) string {
+	t.Helper()
+	return serveWith(t, b, func(*Server) {})
+}
+
+// serveWith is serve with the server adjusted by set before it serves.
+func serveWith(t *testing.T, b *board.Board, set func(*Server)) string {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "control.sock")
 	s, err := Listen(name, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	set(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()
@@ -65,12 +74,13 @@ func TestStatusAndHealthcheck(t *testing.T) {
 	}
 }
 
-// TestDrain: unready at once, and the client returns only after the server's delay.
+// TestDrain: unready at once, and the client returns only after the server's delay. The
+// delay is longer than the server's reply timeout, whose clock for the last line starts after it.
 func TestDrain(t *testing.T) {
 	const delay = 200 * time.Millisecond
 	b := board.New(1, delay)
 	b.Publish(&board.Snapshot{Mode: "pool", ReadyCount: 1})
-	name := serve(t, b)
+	name := serveWith(t, b, func(s *Server) { s.timeout = delay / 4 })
 	start := time.Now()
 	var told time.Duration
 	if err := Drain(name, func(d time.Duration) {
@@ -107,11 +117,132 @@ func TestUnknownRequestAndNoServer(t *testing.T) {
 }
 
 func TestDefaultName(t *testing.T) {
+	pid, err1 := os.Readlink("/proc/self/ns/pid")
+	mnt, err2 := os.Readlink("/proc/self/ns/mnt")
+	if err1 != nil || err2 != nil {
+		t.Skipf("no /proc/self/ns: %v, %v", err1, err2)
+	}
 	name := DefaultName()
-	if !strings.HasPrefix(name, "@narwhal-") || len(name) <= len("@narwhal-") {
-		t.Errorf("DefaultName() = %q, want @narwhal-<pid namespace>", name)
+	want := "@narwhal-" + strings.Trim(strings.TrimPrefix(pid, "pid:"), "[]") + "-" +
+		strings.Trim(strings.TrimPrefix(mnt, "mnt:"), "[]")
+	if name != want {
+		t.Errorf("DefaultName() = %q, want %q (from %s and %s)", name, want, pid, mnt)
 	}
 	if Name("@custom") != "@custom" || Name("") != name {
 		t.Error("Name does not prefer the configured socket")
+	}
+}
+
+func TestDefaultNameFromLinks(t *testing.T) {
+	for _, tc := range []struct{ pid, mnt, want string }{
+		{"pid:[4026532204]", "mnt:[4026532205]", "@narwhal-4026532204-4026532205"},
+		{"pid:[4026531836]", "mnt:[4026531841]", "@narwhal-4026531836-4026531841"},
+		{"", "", "@narwhal"},                                  // no /proc
+		{"pid:[4026532204]", "", "@narwhal"},                  // half a name could collide
+		{"mnt:[4026532205]", "pid:[4026532204]", "@narwhal"},  // swapped kinds
+		{"pid:[]", "mnt:[4026532205]", "@narwhal"},            // no inode
+		{"pid:[40265x2204]", "mnt:[4026532205]", "@narwhal"},  // not a number
+		{"pid:[4026532204", "mnt:[4026532205]", "@narwhal"},   // unterminated
+		{"pid:4026532204", "mnt:4026532205", "@narwhal"},      // no brackets
+		{"pid:[-4026532204]", "mnt:[4026532205]", "@narwhal"}, // negative
+		{"pid:[4026532204] ", "mnt:[4026532205]", "@narwhal"}, // trailing space
+		{"pid:[18446744073709551615]", "mnt:[1]", "@narwhal-18446744073709551615-1"},
+	} {
+		if got := defaultName(tc.pid, tc.mnt); got != tc.want {
+			t.Errorf("defaultName(%q, %q) = %q, want %q", tc.pid, tc.mnt, got, tc.want)
+		}
+	}
+}
+
+// TestReaderThatNeverReads: a client that asks for a reply larger than the socket's buffers and
+// never reads it is hung up on once the reply timeout passes, instead of holding its handler
+// (and its place among MaxConns) forever.
+func TestReaderThatNeverReads(t *testing.T) {
+	big := Status{Mode: "pool", Workers: make([]Worker, 50000)} // some MB of JSON
+	name := serveWith(t, board.New(1, 0), func(s *Server) {
+		s.timeout = 100 * time.Millisecond
+		s.status = func() Status { return big }
+	})
+	c, err := net.Dial("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "status\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Never read: wait for the server to hang up, which the kernel reports as POLLRDHUP even with
+	// the start of the reply still unread.
+	rc, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revents int16
+	var perr error
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		for {
+			_, perr = unix.Poll(fds, 10_000)
+			if perr != unix.EINTR {
+				break
+			}
+		}
+		revents = fds[0].Revents
+	})
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if revents&(unix.POLLRDHUP|unix.POLLHUP) == 0 {
+		t.Fatal("the server still holds a client that never reads, 10s after its 100ms reply timeout")
+	}
+}
+
+// TestConnectionCap: with MaxConns clients connected, one more gets a one-line "busy" error at
+// once; once they are gone, clients are served again.
+func TestConnectionCap(t *testing.T) {
+	b := board.New(1, 0)
+	b.Publish(&board.Snapshot{Mode: "pool", ReadyCount: 1})
+	name := serve(t, b)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range MaxConns {
+		c, err := net.Dial("unix", name) // connected, and silent
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// The server accepts in order, so this one comes after every held connection.
+	start := time.Now()
+	_, err := GetStatus(name)
+	if err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("GetStatus with %d connections open = %v, want a busy error", MaxConns, err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("the busy answer took %s", el)
+	}
+	// The server answers and hangs up without reading the request; a request too large for the
+	// socket's buffers is still being written then, and fails, but the answer is there to read.
+	if _, _, err := request(name, strings.Repeat("x", 4<<20)); err == nil || !strings.Contains(err.Error(), "busy") {
+		t.Errorf("a request that cannot be written to a server that turned it away: %v, want the busy error", err)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ready, _, err := Healthcheck(name)
+		if err == nil && ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Healthcheck after the connections closed = %v, %v", ready, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

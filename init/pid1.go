@@ -102,7 +102,7 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 			"event", "control", "error", err)
 	} else {
 		serving, stop := context.WithCancel(context.Background())
-		g.Add(func() error { ctl.Serve(serving); return errors.New("control socket closed") }, func(error) { stop() })
+		g.Add(func() error { return ctl.Serve(serving) }, func(error) { stop() })
 	}
 
 	code := 0

@@ -216,31 +216,62 @@ func exitCode(err error, st *os.ProcessState) int {
 
 // Client runs narwhal with args (--status, --drain, …) inside this narwhal's PID and mount
 // namespaces, as a user would with docker exec; as uid when uid >= 0. It returns the exit code
-// and what the client printed.
+// and what the client printed. Tests run it on goroutines of their own (a preStop hook beside a
+// probe), so it never calls t.Fatal, which must run on the test's goroutine: a client that
+// cannot start, or has not returned within 30s, fails the test with t.Errorf and comes back
+// with code -1 and the reason as its stderr.
 func (p *Proc) Client(uid int, args ...string) (int, string, string) {
 	p.t.Helper()
+	fail := func(format string, a ...any) (int, string, string) {
+		p.t.Helper()
+		msg := fmt.Sprintf(format, a...)
+		p.t.Errorf("%s", msg)
+		return -1, "", msg
+	}
+	bt := &errorTB{TB: p.t}
+	bin := Binary(bt)
+	if bt.err != "" {
+		return fail("narwhal %v: %s", args, bt.err)
+	}
 	argv := []string{"nsenter", "-t", strconv.Itoa(p.PID), "-p", "-m", "--"}
 	if uid >= 0 {
 		id := strconv.Itoa(uid)
 		argv = append(argv, "setpriv", "--reuid="+id, "--regid="+id, "--clear-groups")
 	}
-	cmd := exec.Command(argv[0], append(append(argv[1:], Binary(p.t)), args...)...)
+	cmd := exec.Command(argv[0], append(append(argv[1:], bin), args...)...)
 	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 halt_on_error=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	done := make(chan error, 1)
+	// nsenter forks the client into the PID namespace: a timeout kills their whole group, and
+	// WaitDelay bounds Wait should anything else still hold the output pipes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("%v: %v", argv, err)
+		return fail("%v: %v", argv, err)
 	}
+	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		p.t.Fatalf("narwhal %v did not return within 30s", args)
+	case <-timer.C:
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done // the buffers are the test's to read only once Wait is over
+		return fail("narwhal %v did not return within 30s; it printed %q and %q", args, out.String(), errb.String())
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
+
+// errorTB records a Fatal instead of ending the goroutine that calls it, for Client.
+type errorTB struct {
+	testing.TB
+	err string
+}
+
+func (e *errorTB) Fatal(args ...any)                 { e.err = fmt.Sprint(args...) }
+func (e *errorTB) Fatalf(format string, args ...any) { e.err = fmt.Sprintf(format, args...) }
+func (e *errorTB) FailNow()                          { e.err = "FailNow" }
 
 // Signal sends sig to narwhal.
 func (p *Proc) Signal(sig syscall.Signal) {

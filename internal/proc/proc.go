@@ -38,6 +38,12 @@ func (fs FS) read(elem ...string) (string, error) {
 	return string(b), err
 }
 
+// Namespace is the text of the /proc/self/ns/KIND link ("pid:[4026532204]"), or "" without one.
+func (fs FS) Namespace(kind string) string {
+	link, _ := os.Readlink(fs.path("/proc/self/ns", kind))
+	return link
+}
+
 // Stat is what narwhal reads from /proc/PID/stat.
 type Stat struct {
 	PPID, PGRP   int
