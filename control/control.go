@@ -90,8 +90,11 @@ type Worker struct {
 	MemoryBytes   int64   `json:"memory_bytes"`
 }
 
-// StatusOf reads the board into a Status; memory is as of the supervisor's last scan.
+// StatusOf reads the board into a Status, with memory figures the loop has just read.
 func StatusOf(b *board.Board) Status {
+	fresh, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	b.Refresh(fresh) // without an answer (no loop yet), the last figures do
+	cancel()
 	s := b.Snapshot()
 	ready, _ := b.Ready()
 	st := Status{Mode: s.Mode, Generation: s.Generation, Ready: ready, Draining: b.Draining(), Desired: s.Desired,
@@ -106,6 +109,9 @@ func StatusOf(b *board.Board) Status {
 	}
 	return st
 }
+
+// refreshTimeout bounds the wait for the loop to read fresh memory figures for --status.
+const refreshTimeout = 500 * time.Millisecond
 
 // MaxConns is how many control connections are served at once.
 const MaxConns = 16

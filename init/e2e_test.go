@@ -1,6 +1,7 @@
 package pid1_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -429,5 +430,30 @@ func TestJobControlSignalsIgnored(t *testing.T) {
 	}
 	if ig := mask(children[0], "SigIgn"); ig&jobControl != 0 {
 		t.Errorf("the child ignores SIGTTIN/SIGTTOU (SigIgn %x); it should start with their default action", ig)
+	}
+}
+
+// TestStatusShowsChildMemory: --status in init mode, with no metrics port (the tini drop-in),
+// reports the child's memory, read when asked rather than every second for nobody.
+func TestStatusShowsChildMemory(t *testing.T) {
+	e2e.Require(t)
+	p := e2e.Start(t, e2e.Options{}, "sleep", "1000")
+	p.WaitStderr(`"event":"start"`, timeout)
+	code, out, errOut := p.Client(-1, "--status")
+	if code != 0 {
+		t.Fatalf("--status exit %d: %s", code, errOut)
+	}
+	var st struct {
+		Mode    string `json:"mode"`
+		Workers []struct {
+			PID    int   `json:"pid"`
+			Memory int64 `json:"memory_bytes"`
+		} `json:"workers"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("--status printed %q: %v", out, err)
+	}
+	if st.Mode != "init" || len(st.Workers) != 1 || st.Workers[0].Memory < 64<<10 {
+		t.Errorf("--status = %s; want init mode and the sleeping child's memory", out)
 	}
 }

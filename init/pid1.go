@@ -193,6 +193,11 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		}
 	}
 	publish()
+	readUsage := func() {
+		u := proc.Host.Snapshot().Usage(pid)
+		snap.Workers[0].Memory = u.RSSBytes
+		snap.SlotCPUSeconds = map[int]float64{0: u.CPUSeconds}
+	}
 	stopped := false
 
 	target := pid
@@ -227,10 +232,12 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 			stopped, snap.Stopping = true, true
 			publish()
 		case <-usage:
-			u := proc.Host.Snapshot().Usage(pid)
-			snap.Workers[0].Memory = u.RSSBytes
-			snap.SlotCPUSeconds = map[int]float64{0: u.CPUSeconds}
+			readUsage()
 			publish()
+		case done := <-b.Refreshes():
+			readUsage()
+			publish()
+			close(done)
 		case done := <-b.Pings():
 			close(done)
 		case exit := <-exited:

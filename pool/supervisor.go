@@ -71,6 +71,9 @@ type stopEvent struct{}
 // startEvent is the first pass.
 type startEvent struct{}
 
+// refreshEvent asks for a look at /proc in this pass (--status); it is closed after publishing.
+type refreshEvent chan struct{}
+
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
 func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers int) *Supervisor {
 	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: newCPULedger(),
@@ -104,6 +107,9 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	for {
 		now := s.env.now()
 		wake := s.pass(now, ev)
+		if r, ok := ev.(refreshEvent); ok {
+			close(r)
+		}
 		if done, code := s.m.Done(); done {
 			return code
 		}
@@ -119,6 +125,8 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		case done := <-s.board.Pings():
 			close(done)
 			ev = nil
+		case done := <-s.board.Refreshes():
+			ev = refreshEvent(done)
 		}
 	}
 }
@@ -138,6 +146,8 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		s.handleNotify(now, ev)
 	case stopEvent:
 		s.m.Stop(now)
+	case refreshEvent:
+		s.lastScan = time.Time{}
 	}
 	s.m.Tick(now)
 	// The scan is due by the clock, not by how quiet the loop is: a flood of events (watchdog

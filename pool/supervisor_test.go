@@ -411,3 +411,22 @@ func TestReadyMessageInAuto(t *testing.T) {
 		t.Error("with no listener to watch, READY=1 did not make the worker ready")
 	}
 }
+
+// TestRefreshReadsNow: --status asks for fresh figures; the pass that takes the request reads
+// /proc even though the periodic look is not due, and publishes what it read.
+func TestRefreshReadsNow(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify")
+	s.at(t0, startEvent{})
+	pid := s.f.spawned[0]
+	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	page := int64(os.Getpagesize())
+	s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: 10}
+	scans := s.f.scans
+	s.at(t0.Add(time.Millisecond), refreshEvent(make(chan struct{})))
+	if s.f.scans != scans+1 {
+		t.Fatalf("%d scans for a refresh, want 1", s.f.scans-scans)
+	}
+	if got := s.board.Snapshot().Workers[0].Memory; got != 10*page {
+		t.Errorf("published memory %d after the refresh, want %d", got, 10*page)
+	}
+}

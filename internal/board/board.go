@@ -1,7 +1,8 @@
 // Package board is where the supervising loop posts what it knows, for the readers that must
 // not touch its state: metrics, health endpoints and the control socket. The loop publishes a
-// whole snapshot after every event; readers only ever see a complete one. The two things that
-// flow the other way are a liveness ping, answered by the loop itself, and the drain flag.
+// whole snapshot after every event; readers only ever see a complete one. The things that flow
+// the other way are a liveness ping and a request for fresh usage figures, both answered by the
+// loop itself, and the drain flag.
 package board
 
 import (
@@ -55,6 +56,7 @@ type Board struct {
 	snap     atomic.Pointer[Snapshot]
 	draining atomic.Bool
 	pings    chan chan struct{}
+	refresh  chan chan struct{}
 
 	mu             sync.Mutex
 	signals        map[string]int
@@ -64,7 +66,8 @@ type Board struct {
 
 // New returns a board whose readiness needs minReady ready workers.
 func New(minReady int, drainDelay time.Duration) *Board {
-	b := &Board{MinReady: minReady, DrainDelay: drainDelay, pings: make(chan chan struct{}), signals: map[string]int{}}
+	b := &Board{MinReady: minReady, DrainDelay: drainDelay, pings: make(chan chan struct{}),
+		refresh: make(chan chan struct{}), signals: map[string]int{}}
 	b.snap.Store(&Snapshot{})
 	return b
 }
@@ -101,10 +104,21 @@ func (b *Board) Ready() (bool, string) {
 func (b *Board) Pings() <-chan chan struct{} { return b.pings }
 
 // Ping asks the loop to answer, and reports whether it did before ctx ended.
-func (b *Board) Ping(ctx context.Context) bool {
+func (b *Board) Ping(ctx context.Context) bool { return ask(ctx, b.pings) }
+
+// Refreshes is the channel on which the loop takes requests for fresh usage figures: it reads
+// /proc, publishes, then closes the request.
+func (b *Board) Refreshes() <-chan chan struct{} { return b.refresh }
+
+// Refresh asks the loop for a snapshot with fresh memory and CPU figures, and reports whether
+// one was published before ctx ended (--status; otherwise they are up to a second old).
+func (b *Board) Refresh(ctx context.Context) bool { return ask(ctx, b.refresh) }
+
+// ask sends a request to the loop on ch and waits for the loop to close it.
+func ask(ctx context.Context, ch chan chan struct{}) bool {
 	done := make(chan struct{})
 	select {
-	case b.pings <- done:
+	case ch <- done:
 	case <-ctx.Done():
 		return false
 	}
