@@ -457,3 +457,16 @@ func TestStatusShowsChildMemory(t *testing.T) {
 		t.Errorf("--status = %s; want init mode and the sleeping child's memory", out)
 	}
 }
+
+// TestCleanExitIsNeverAFailure: when the child exits 0, narwhal exits 0, every time. The run
+// group's reaper used to report its own stop, which could reach the group before the mode
+// runner's result and turn a clean exit into "a part of narwhal failed", exit 1.
+func TestCleanExitIsNeverAFailure(t *testing.T) {
+	e2e.Require(t)
+	for i := 0; i < 60; i++ {
+		p := e2e.Start(t, e2e.Options{NoNS: true}, "true")
+		if code := p.Wait(timeout); code != 0 || strings.Contains(p.Stderr(), `"event":"failed"`) {
+			t.Fatalf("run %d: exit %d after the child exited 0:\n%s", i, code, p.Stderr())
+		}
+	}
+}

@@ -80,10 +80,16 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 
 	var g run.Group
 	// The reaper must outlive the mode runner, which waits for exits even after an interrupt;
-	// so it stops when the runner returns, not when interrupted.
+	// so it stops when the runner returns, not when interrupted, and then reports what the
+	// runner does: its own result may reach the group first.
 	reaping, stopReaping := context.WithCancel(context.Background())
 	defer stopReaping()
-	g.Add(func() error { return r.Run(reaping) }, func(error) {})
+	g.Add(func() error {
+		if err := r.Run(reaping); err != nil {
+			return err
+		}
+		return errExited
+	}, func(error) {})
 
 	// Probes and the control socket answer from before the first child starts.
 	if addr := cfg.EffectiveMetricsAddr(); addr != "" {
