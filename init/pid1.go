@@ -11,7 +11,9 @@ package pid1
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"syscall"
 	"time"
@@ -101,14 +103,28 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 		reg := metrics.Registry(metrics.New(b, r.Orphans, version, queues))
 		srv := metrics.NewServer(metrics.Handler(reg, b, metrics.LiveTimeout))
 		log.Info("serving metrics and health", "event", "listen", "address", ln.Addr().String())
-		g.Add(func() error { return srv.Serve(ln) }, func(error) { srv.Close() })
+		g.Add(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return failed(log, "metrics server", err)
+			}
+			return nil // interrupted
+		}, func(error) { srv.Close() })
 	}
 	if ctl, err := control.Listen(control.Name(cfg.ControlSocket), b, log); err != nil {
+		if cfg.ControlSocket != "" { // asked for by name: a preStop --drain would miss it
+			log.Error(err.Error(), "event", "start_failed", "code", 1)
+			return 1
+		}
 		log.Warn("control socket unavailable; --status, --drain and --healthcheck will not reach this narwhal",
 			"event", "control", "error", err)
 	} else {
 		serving, stop := context.WithCancel(context.Background())
-		g.Add(func() error { return ctl.Serve(serving) }, func(error) { stop() })
+		g.Add(func() error {
+			if err := ctl.Serve(serving); err != nil {
+				return failed(log, "control socket", err)
+			}
+			return nil
+		}, func(error) { stop() })
 	}
 
 	code := 0
@@ -120,13 +136,18 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 		return errExited
 	}, func(error) { interrupt() })
 
-	if err := g.Run(); !errors.Is(err, errExited) {
-		log.Error("narwhal stopped because a part of it failed", "event", "failed", "error", err)
-		if code == 0 {
-			code = 1
-		}
+	if err := g.Run(); !errors.Is(err, errExited) && code == 0 {
+		code = 1 // a part failed; failed logged it when it happened
 	}
 	return code
+}
+
+// failed logs that a part of narwhal stopped working, when it does (the workers are stopped
+// next, and their log lines should follow the reason), and returns the error for the group.
+func failed(log *slog.Logger, part string, err error) error {
+	err = fmt.Errorf("%s: %w", part, err)
+	log.Error("a part of narwhal failed; stopping", "event", "failed", "error", err.Error())
+	return err
 }
 
 // runMode runs init mode's child, or the pool after its pre-start command, until done or until
@@ -199,10 +220,12 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		}
 	}
 	publish()
+	cpu := proc.NewCPULedger()
 	readUsage := func() {
-		u := proc.Host.Snapshot().Usage(pid)
-		snap.Workers[0].Memory = u.RSSBytes
-		snap.SlotCPUSeconds = map[int]float64{0: u.CPUSeconds}
+		tree := proc.Host.Snapshot()
+		cpu.Observe(tree, map[int]int{pid: 0})
+		snap.Workers[0].Memory = tree.Usage(pid).RSSBytes
+		snap.SlotCPUSeconds = cpu.Totals()
 	}
 	stopped := false
 
@@ -217,6 +240,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		usage = t.C
 	}
 	cancelled := ctx.Done()
+	var kill <-chan time.Time // armed when a failure of narwhal stops the child
 	for {
 		select {
 		case s := <-sigs:
@@ -237,6 +261,11 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 			unix.Kill(target, syscall.Signal(cfg.StopSignal))
 			stopped, snap.Stopping = true, true
 			publish()
+			kill = time.After(cfg.StopTimeout.D())
+		case <-kill:
+			log.Warn("the child did not stop in time; killing it", "event", "kill", "pid", pid, "signal", "SIGKILL")
+			unix.Kill(-pid, syscall.SIGKILL)
+			signalDescendants(syscall.SIGKILL)
 		case <-usage:
 			readUsage()
 			publish()

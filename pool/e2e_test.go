@@ -636,3 +636,21 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestWorkerDirRelativeCommand: a relative COMMAND (./serve) is NARWHAL_WORKER_DIR's, also when
+// no shim starts the worker (no listener of narwhal's own), though narwhal runs elsewhere.
+func TestWorkerDirRelativeCommand(t *testing.T) {
+	e2e.Require(t)
+	release := t.TempDir()
+	os.Chmod(release, 0o755)
+	script := "#!/bin/sh\necho READY=1 >&$NARWHAL_NOTIFY_FD\nexec sleep 1000\n"
+	if err := os.WriteFile(filepath.Join(release, "serve"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := e2e.Start(t, e2e.Options{Dir: "/", Env: []string{"NARWHAL_WORKERS=1", "NARWHAL_READY=notify",
+		"NARWHAL_METRICS_ADDR=off", "NARWHAL_WORKER_DIR=" + release}}, "./serve")
+	waitEvents(t, p, "ready", 1)
+	if strings.Contains(p.Stderr(), `"event":"exec_failed"`) {
+		t.Errorf("./serve failed to start before it ran:\n%s", p.Stderr())
+	}
+}

@@ -114,8 +114,9 @@ type Machine struct {
 	workers  map[int]*Worker
 	slots    map[int]*slot
 	rollout  *rollout
-	stopping bool // graceful stop of the whole pool
-	exitCode int  // 1 once a worker had to be killed during the graceful stop
+	stopping bool      // graceful stop of the whole pool
+	stopBy   time.Time // when the graceful stop's NARWHAL_STOP_TIMEOUT ends, for everything
+	exitCode int       // 1 once a worker or a leftover had to be killed during the graceful stop
 	// leftovers are the process groups of exited workers that still had members when the
 	// worker was reaped, each with the time it gets SIGKILL.
 	leftovers map[int]time.Time
@@ -294,7 +295,10 @@ func (m *Machine) Stop(now time.Time) {
 	if m.stopping {
 		return
 	}
-	m.stopping = true
+	m.stopping, m.stopBy = true, now.Add(m.p.StopTimeout)
+	for pgid, killAt := range m.leftovers {
+		m.leftovers[pgid] = earliest(killAt, m.stopBy)
+	}
 	if m.rollout != nil {
 		m.endRollout(now, RolloutAborted)
 	}
@@ -358,7 +362,11 @@ func (m *Machine) Exited(now time.Time, pid, code int) {
 	// Whatever the worker left in its process group (a shell's background job) would go on
 	// holding the listener and serving old code: it gets the stop signal, then SIGKILL.
 	if m.fx.Signal(pid, m.p.StopSignal, true) {
-		m.leftovers[pid] = now.Add(m.p.StopTimeout)
+		killAt := now.Add(m.p.StopTimeout)
+		if m.stopping {
+			killAt = earliest(killAt, m.stopBy) // the pool's stop timeout bounds its leftovers too
+		}
+		m.leftovers[pid] = killAt
 	}
 	reason := w.reason
 	if reason == "" {
@@ -626,6 +634,9 @@ func (m *Machine) killLeftovers(now time.Time) {
 			continue
 		}
 		if m.fx.Signal(pgid, syscall.SIGKILL, true) {
+			if m.stopping {
+				m.exitCode = 1
+			}
 			m.log.Warn("left-over processes of a worker did not stop in time; killed their process group",
 				"event", "kill", "pgid", pgid, "signal", "SIGKILL")
 		}
@@ -724,4 +735,11 @@ func (m *Machine) sortedWorkers() []*Worker {
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i].PID < ws[j].PID })
 	return ws
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -168,6 +168,26 @@ func TestGracefulStopWaitsForLeftovers(t *testing.T) {
 	}
 }
 
+// TestGracefulStopBoundsLeftovers: a worker that exits late in a graceful stop leaves a group
+// whose SIGKILL comes when the stop's own timeout ends, not a whole timeout later, and the stop
+// then exits 1, as it does when a worker had to be killed.
+func TestGracefulStopBoundsLeftovers(t *testing.T) {
+	h := newHarness(t, params(1))
+	h.start()
+	pid := h.pids(Ready)[0]
+	h.w.groups = map[int]bool{pid: true}
+	h.m.Stop(h.now)
+	h.advance(h.m.p.StopTimeout * 9 / 10)
+	h.m.Exited(h.now, pid, 0) // in time, but its leftovers ignore the stop signal
+	h.advance(h.m.p.StopTimeout / 10)
+	if !h.sentGroup(pid, syscall.SIGKILL) {
+		t.Fatal("no SIGKILL to the leftovers when the graceful stop's timeout ended")
+	}
+	if done, code := h.m.Done(); !done || code != 1 {
+		t.Errorf("Done() = %v, %d; want true, 1 (a leftover had to be killed)", done, code)
+	}
+}
+
 // TestNeverReadyKilledAfterTwoSeconds: a worker stopped before it was ever ready has served
 // nothing, so SIGKILL comes 2s after the stop signal, not after NARWHAL_STOP_TIMEOUT.
 func TestNeverReadyKilledAfterTwoSeconds(t *testing.T) {

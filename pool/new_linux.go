@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -35,13 +33,10 @@ const capSysPtrace = 19
 // COMMAND that cannot be found or run is an *Error with code 127 or 126, found before any
 // listener is bound.
 func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, b *board.Board) (*Supervisor, error) {
-	if cfg.WorkerDir == "" || filepath.IsAbs(argv[0]) || !strings.Contains(argv[0], "/") {
-		// A relative path with NARWHAL_WORKER_DIR is resolved at each spawn instead.
-		if _, err := command.Look(argv[0]); err != nil {
-			var ce *command.Error
-			errors.As(err, &ce)
-			return nil, &Error{Code: ce.Code(), Err: err}
-		}
+	if _, err := command.LookIn(argv[0], cfg.WorkerDir); err != nil {
+		var ce *command.Error
+		errors.As(err, &ce)
+		return nil, &Error{Code: ce.Code(), Err: err}
 	}
 	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
 	if err != nil {
@@ -93,7 +88,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if cfg.Ready == "auto" {
 		s.env.accepting = acceptDetector(sockets, cfg.Listen, reuseport)
 		if cred != nil && int(cred.Uid) != os.Getuid() && !proc.Host.HasCapability(capSysPtrace) {
-			s.readyByNotify = true
+			s.readyByNotify, s.env.accepting = true, nil // its fds cannot be read: no point looking
 			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
 				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
 				"event", "config", "uid", cred.Uid)

@@ -82,7 +82,7 @@ func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
 		path, argv = s.self, append([]string{ShimArg0}, s.argv...)
 	} else {
 		var err error
-		if path, err = command.Look(s.argv[0]); err != nil {
+		if path, err = command.LookIn(s.argv[0], s.dir); err != nil {
 			r.Close()
 			return 0, nil, err
 		}

@@ -59,7 +59,7 @@ type Supervisor struct {
 
 	lastScan time.Time
 	usage    map[int]proc.Usage // by worker PID, at the last scan
-	cpu      cpuLedger
+	cpu      *proc.CPULedger
 	dropped  dropLog
 }
 
@@ -76,7 +76,7 @@ type refreshEvent chan struct{}
 
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
 func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers int) *Supervisor {
-	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: newCPULedger(),
+	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: proc.NewCPULedger(),
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
 	p := Params{
 		Workers: workers, Surge: int(cfg.RolloutSurge),
@@ -113,7 +113,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		if done, code := s.m.Done(); done {
 			return code
 		}
-		timer.Reset(wake.Sub(now))
+		timer.Reset(wake.Sub(s.env.now())) // from the pass's end: a slow scan does not delay the wake
 		select {
 		case sig := <-sigs:
 			ev = sig.(syscall.Signal)
@@ -166,7 +166,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 // scanInterval is detectEvery while /proc has something urgent to show (a starting worker to
 // see accept, leftovers to see gone), scanEvery otherwise.
 func (s *Supervisor) scanInterval() time.Duration {
-	if (s.env.accepting != nil && s.m.Count(Starting) > 0) || len(s.m.leftovers) > 0 {
+	if (s.env.accepting != nil && s.m.Count(Starting) > 0) || len(s.m.Leftovers()) > 0 {
 		return detectEvery
 	}
 	return scanEvery
@@ -200,7 +200,11 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	for _, w := range workers {
 		s.usage[w.PID] = snap.Usage(w.PID)
 	}
-	s.cpu.observe(snap, workers)
+	roots := make(map[int]int, len(workers))
+	for _, w := range workers {
+		roots[w.PID] = w.Slot
+	}
+	s.cpu.Observe(snap, roots)
 	if limit := int64(s.cfg.MaxMemory); limit > 0 {
 		for _, w := range workers {
 			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
@@ -221,7 +225,7 @@ func (s *Supervisor) publish() {
 		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
 		ReadyCount: s.m.Count(Ready), Starts: st.Starts,
 		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listenerInfo(),
-		SlotCPUSeconds: s.cpu.totals(),
+		SlotCPUSeconds: s.cpu.Totals(),
 	}
 	for _, w := range s.m.Workers() {
 		snap.Workers = append(snap.Workers, board.Worker{

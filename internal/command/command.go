@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -28,6 +29,16 @@ func (e *Error) Code() int {
 		return 127
 	}
 	return 126
+}
+
+// LookIn is Look for a child that will run in dir: a relative path such as ./server is
+// dir's, resolved when the child starts there (dir may be a symlink that moves between
+// starts), so it is returned as it is; anything else is Look's.
+func LookIn(name, dir string) (string, error) {
+	if dir != "" && !filepath.IsAbs(name) && strings.Contains(name, "/") {
+		return name, nil
+	}
+	return Look(name)
 }
 
 // Look finds name: one with a '/' is a path, any other is searched in PATH. A directory, or a

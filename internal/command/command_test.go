@@ -54,3 +54,17 @@ func TestCodeOfExecErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestLookIn: a relative path is the worker directory's, which narwhal does not enter itself,
+// so it is left for the start in that directory; a bare name still goes through PATH.
+func TestLookIn(t *testing.T) {
+	if path, err := LookIn("./server", "/srv/current"); err != nil || path != "./server" {
+		t.Errorf("LookIn(./server, dir) = %q, %v; want it unchanged", path, err)
+	}
+	if _, err := LookIn("./no-such-server", ""); err == nil {
+		t.Error("LookIn(./no-such-server) without a dir found it")
+	}
+	if _, err := LookIn("no-such-command-anywhere", "/srv/current"); err == nil {
+		t.Error("a bare name that is nowhere in PATH was found because a dir is set")
+	}
+}

@@ -1,15 +1,13 @@
-package pool
+package proc
 
-import "github.com/narwhal-init/narwhal/internal/proc"
-
-// cpuLedger keeps narwhal_worker_cpu_seconds_total{slot} growing, as a Prometheus counter must.
+// CPULedger keeps narwhal_worker_cpu_seconds_total{slot} growing, as a Prometheus counter must.
 // A slot's total is what every process seen in it has used: each process counts at the most it
 // was seen with, and its figure stays in the total when it is gone. Summing only the live
 // processes would fall whenever a worker's child or the worker itself exits (the time of a
 // process reaped by narwhal, PID 1, is nobody's cutime); what a process used between the last
-// scan and its end is the only part lost.
-type cpuLedger struct {
-	seen    map[int]cpuSeen // by PID, at the last scan
+// look and its end is the only part lost.
+type CPULedger struct {
+	seen    map[int]cpuSeen // by PID, at the last look
 	retired map[int]float64 // by slot: seconds of processes gone
 }
 
@@ -18,20 +16,22 @@ type cpuSeen struct {
 	seconds float64
 }
 
-func newCPULedger() cpuLedger {
-	return cpuLedger{seen: map[int]cpuSeen{}, retired: map[int]float64{}}
+// NewCPULedger returns an empty ledger.
+func NewCPULedger() *CPULedger {
+	return &CPULedger{seen: map[int]cpuSeen{}, retired: map[int]float64{}}
 }
 
-// observe takes a scan's figures for every process in every worker's tree.
-func (l *cpuLedger) observe(snap *proc.Snapshot, workers []Worker) {
+// Observe takes snap's figures for every process in the tree of each root, a worker's PID
+// mapped to its slot.
+func (l *CPULedger) Observe(snap *Snapshot, roots map[int]int) {
 	now := make(map[int]cpuSeen, len(l.seen))
-	for _, w := range workers {
-		for _, pid := range snap.Tree(w.PID) {
+	for root, slot := range roots {
+		for _, pid := range snap.Tree(root) {
 			if _, dup := now[pid]; dup {
 				continue
 			}
 			st, _ := snap.Stat(pid)
-			now[pid] = cpuSeen{slot: w.Slot, seconds: st.CPUSeconds()}
+			now[pid] = cpuSeen{slot: slot, seconds: st.CPUSeconds()}
 		}
 	}
 	for pid, old := range l.seen {
@@ -44,8 +44,8 @@ func (l *cpuLedger) observe(snap *proc.Snapshot, workers []Worker) {
 	l.seen = now
 }
 
-// totals is each slot's CPU time so far.
-func (l *cpuLedger) totals() map[int]float64 {
+// Totals is each slot's CPU time so far.
+func (l *CPULedger) Totals() map[int]float64 {
 	out := make(map[int]float64, len(l.retired))
 	for slot, secs := range l.retired {
 		out[slot] = secs
