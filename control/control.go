@@ -23,7 +23,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -43,26 +42,12 @@ func DefaultName() string {
 // defaultName is the socket name for the texts of the /proc/self/ns/pid and /proc/self/ns/mnt
 // links ("pid:[4026532204]"), and "@narwhal" when either is missing or malformed.
 func defaultName(pidLink, mntLink string) string {
-	pid, ok1 := nsInode(pidLink, "pid")
-	mnt, ok2 := nsInode(mntLink, "mnt")
+	pid, ok1 := proc.LinkInode(pidLink, "pid")
+	mnt, ok2 := proc.LinkInode(mntLink, "mnt")
 	if !ok1 || !ok2 {
 		return "@narwhal"
 	}
 	return fmt.Sprintf("@narwhal-%d-%d", pid, mnt)
-}
-
-// nsInode is the inode number in the text of a /proc/PID/ns/KIND link: "KIND:[INODE]".
-func nsInode(link, kind string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(link, kind+":[")
-	if !ok {
-		return 0, false
-	}
-	digits, ok := strings.CutSuffix(rest, "]")
-	if !ok {
-		return 0, false
-	}
-	ino, err := strconv.ParseUint(digits, 10, 64)
-	return ino, err == nil
 }
 
 // Name is NARWHAL_CONTROL_SOCKET, or the default.

@@ -130,12 +130,19 @@ func fdSetMembers(b []byte, nfds int) []int {
 }
 
 // socketInode reads "socket:[12345]", the target of a /proc/PID/fd link.
-func socketInode(link string) (uint64, bool) {
-	s, ok := strings.CutPrefix(link, "socket:[")
-	if !ok || !strings.HasSuffix(s, "]") {
+func socketInode(link string) (uint64, bool) { return LinkInode(link, "socket") }
+
+// LinkInode is the inode in the target of a /proc link to an anonymous object,
+// "KIND:[INODE]": a socket of /proc/PID/fd, a namespace of /proc/PID/ns.
+func LinkInode(link, kind string) (uint64, bool) {
+	digits, ok := strings.CutPrefix(link, kind+":[")
+	if !ok {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+	if digits, ok = strings.CutSuffix(digits, "]"); !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
 	return n, err == nil
 }
 
@@ -200,24 +207,40 @@ func parseSyscall(s string) (syscallState, bool) {
 // (state 0A) on port, or on any port when port is 0.
 func listeningInodes(s string, port int) map[uint64]bool {
 	out := map[uint64]bool{}
+	for _, l := range parseTCPListening(s) {
+		if (port == 0 || l.port == port) && l.inode != 0 {
+			out[l.inode] = true
+		}
+	}
+	return out
+}
+
+// tcpListening is a socket of /proc/net/tcp or tcp6 in the LISTEN state.
+type tcpListening struct {
+	port   int
+	queued int // rx_queue: for a listening socket, the connections waiting to be accepted
+	inode  uint64
+}
+
+// parseTCPListening reads the LISTEN (0A) lines of /proc/net/tcp or tcp6 text:
+// "sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode".
+func parseTCPListening(s string) []tcpListening {
+	var out []tcpListening
 	sc := bufio.NewScanner(strings.NewReader(s))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
 		if len(f) < 10 || f[3] != "0A" {
 			continue
 		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
-		if !ok {
+		_, hexPort, ok1 := strings.Cut(f[1], ":")
+		_, rx, ok2 := strings.Cut(f[4], ":")
+		port, err1 := strconv.ParseUint(hexPort, 16, 16)
+		queued, err2 := strconv.ParseUint(rx, 16, 32)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil {
 			continue
 		}
-		p, err := strconv.ParseUint(hexPort, 16, 16)
-		if err != nil || (port != 0 && int(p) != port) {
-			continue
-		}
-		if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil && ino != 0 {
-			out[ino] = true
-		}
+		inode, _ := strconv.ParseUint(f[9], 10, 64)
+		out = append(out, tcpListening{port: int(port), queued: int(queued), inode: inode})
 	}
 	return out
 }
@@ -274,21 +297,11 @@ func (fs FS) TCPMigrateReq() (bool, error) {
 // listenQueue sums the accept queues (rx_queue, which for a LISTEN socket is the number of
 // connections waiting) of the sockets in /proc/net/tcp or tcp6 text listening on port.
 func listenQueue(s string, port int) (queued int, sockets int) {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 10 || f[3] != "0A" {
-			continue
+	for _, l := range parseTCPListening(s) {
+		if l.port == port {
+			queued += l.queued
+			sockets++
 		}
-		_, hexPort, _ := strings.Cut(f[1], ":")
-		_, rx, ok := strings.Cut(f[4], ":")
-		p, err1 := strconv.ParseUint(hexPort, 16, 16)
-		q, err2 := strconv.ParseUint(rx, 16, 32)
-		if !ok || err1 != nil || err2 != nil || int(p) != port {
-			continue
-		}
-		queued += int(q)
-		sockets++
 	}
 	return queued, sockets
 }
