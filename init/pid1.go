@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -178,15 +179,6 @@ func runMode(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reape
 	return sup.Run(ctx, sigs)
 }
 
-// stopSignals are those after which init mode reports itself stopping (unready), and after
-// which a pool does not start once its pre-start command ends.
-var stopSignals = map[syscall.Signal]bool{syscall.SIGTERM: true, syscall.SIGINT: true, syscall.SIGQUIT: true}
-
-// poolSignals steer a pool; during the pre-start command there is no pool yet, and they are
-// not the migration's business (SIGHUP's default action would kill it).
-var poolSignals = map[syscall.Signal]bool{syscall.SIGHUP: true, syscall.SIGUSR2: true, syscall.SIGUSR1: true,
-	syscall.SIGTTIN: true, syscall.SIGTTOU: true, syscall.SIGWINCH: true}
-
 // runChild runs argv as the only child, with tini's rules, and returns its exit code and whether
 // a stop signal arrived meanwhile: init mode (initMode: the child is slot 0 on the board), and
 // NARWHAL_PRE_START before a pool (pool signals are not forwarded to it, and the terminal's
@@ -246,12 +238,12 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
 			b.CountSignal(config.SignalName(sig))
-			if !initMode && poolSignals[sig] {
+			if !initMode && slices.Contains(config.PoolSignals, sig) {
 				log.Info("signal ignored: the pool has not started", "event", "signal", "signal", config.SignalName(sig))
 				continue
 			}
 			forward(log, cfg.SignalRewrite, sig, target)
-			if stopSignals[sig] && !stopped {
+			if slices.Contains(config.StopSignals, sig) && !stopped {
 				stopped, snap.Stopping = true, true
 				publish()
 			}

@@ -11,7 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 
+	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,8 +25,16 @@ var (
 	exitReasons    = []string{"crash", "oom", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}
 	rolloutResults = []string{"completed", "aborted", "superseded"}
 	// actedOn are the signals narwhal does something with itself, counted from zero.
-	actedOn = []string{"SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGTTIN", "SIGTTOU", "SIGWINCH"}
+	actedOn = signalNames(append(append([]syscall.Signal(nil), config.StopSignals...), config.PoolSignals...))
 )
+
+func signalNames(sigs []syscall.Signal) []string {
+	out := make([]string, len(sigs))
+	for i, sig := range sigs {
+		out[i] = config.SignalName(sig)
+	}
+	return out
+}
 
 // Collector turns the board into metrics.
 type Collector struct {

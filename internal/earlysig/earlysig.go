@@ -15,9 +15,12 @@ import (
 	"syscall"
 )
 
-// C receives every handled signal from the start of the program. Go coalesces a signal that
-// is already pending, as the kernel does, so the buffer only needs one slot per signal.
-var C = make(chan os.Signal, 64)
+// C receives every handled signal from the start of the program. The kernel and Go's runtime
+// each coalesce a signal that is already pending, but os/signal drops a delivery when C is
+// full: the buffer is how many deliveries may wait for the loop, which takes one every pass
+// (a millisecond or so). No real sender comes near it; a script that sends hundreds of
+// signals at once could lose some.
+var C = make(chan os.Signal, 256)
 
 // First are subscribed before init returns. signal.Notify enables its signals one at a time,
 // and each costs a round trip to the runtime's signal-mask thread (tens of microseconds, more
