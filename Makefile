@@ -20,9 +20,11 @@ test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-# Benchmarks on 127.0.0.1 (rollouts under wrk load, init memory and overhead); writes bench/RESULTS.md.
+# Benchmarks on 127.0.0.1, each a script of its own that rewrites its section of bench/RESULTS.md:
+# rollouts under wrk load (bench/run), init mode beside tini, dumb-init and catatonit (bench/init).
 bench:
 	bench/run
+	bench/init
 
 clean:
 	rm -rf bin
