@@ -218,6 +218,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		cpu.Observe(tree, map[int]int{pid: 0})
 		snap.Workers[0].Memory = tree.Usage(pid).RSSBytes
 		snap.SlotCPUSeconds = cpu.Totals()
+		snap.Container = proc.Host.Container()
 	}
 	stopped := false
 
@@ -230,6 +231,8 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		t := time.NewTicker(usageEvery)
 		defer t.Stop()
 		usage = t.C
+		readUsage()
+		publish()
 	}
 	cancelled := ctx.Done()
 	var kill <-chan time.Time // armed when a failure of narwhal stops the child

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,6 +130,9 @@ func TestMetricsOfTheSpec(t *testing.T) {
 		{"narwhal_listener_backlog", dto.MetricType_GAUGE, []string{"listener"}},
 		{"narwhal_worker_resident_memory_bytes", dto.MetricType_GAUGE, []string{"slot"}},
 		{"narwhal_worker_cpu_seconds_total", dto.MetricType_COUNTER, []string{"slot"}},
+		{"narwhal_listen_overflows_total", dto.MetricType_COUNTER, nil},
+		{"narwhal_memory_limit_bytes", dto.MetricType_GAUGE, nil},
+		{"narwhal_memory_working_set_bytes", dto.MetricType_GAUGE, nil},
 		{"go_goroutines", dto.MetricType_GAUGE, nil},
 		{"process_resident_memory_bytes", dto.MetricType_GAUGE, nil},
 	}
@@ -442,4 +446,64 @@ func rss(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmRSS")
 	return 0
+}
+
+// TestContainerMemoryOfARealCgroup: narwhal in a memory cgroup of its own, made for this test
+// with a 300 MiB limit, reports that limit and a working set from it.
+func TestContainerMemoryOfARealCgroup(t *testing.T) {
+	e2e.Require(t)
+	cg := memoryCgroup(t, 300<<20)
+	p := startPool(t, []string{"NARWHAL_WORKERS=1"}, e2e.Example(t, "go")...)
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(p.PID)), 0o644); err != nil {
+		t.Fatalf("move narwhal into %s: %v", cg, err)
+	}
+	p.events(t, "ready", 1)
+	var limit, used float64
+	ok := e2e.Eventually(timeout, func() bool {
+		mfs := scrape(t, p.metrics)
+		if mfs["narwhal_memory_limit_bytes"] == nil || mfs["narwhal_memory_working_set_bytes"] == nil {
+			return false
+		}
+		limit = mfs["narwhal_memory_limit_bytes"].GetMetric()[0].GetGauge().GetValue()
+		used = mfs["narwhal_memory_working_set_bytes"].GetMetric()[0].GetGauge().GetValue()
+		return limit == 300<<20 && used > 0
+	})
+	if !ok {
+		t.Errorf("narwhal_memory_limit_bytes %v, working set %v; want 300 MiB and more than 0", limit, used)
+	}
+}
+
+// memoryCgroup makes a memory cgroup with the given limit for the test and removes it after,
+// once narwhal and its workers (killed by the test's cleanup) have left it.
+func memoryCgroup(t *testing.T, limit int64) string {
+	t.Helper()
+	var dir, limitFile string
+	switch {
+	case fileExists("/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+		dir, limitFile = filepath.Join("/sys/fs/cgroup/memory", fmt.Sprintf("narwhal-test-%d", os.Getpid())), "memory.limit_in_bytes"
+	case fileExists("/sys/fs/cgroup/cgroup.controllers"):
+		dir, limitFile = filepath.Join("/sys/fs/cgroup", fmt.Sprintf("narwhal-test-%d", os.Getpid())), "memory.max"
+	default:
+		if os.Getenv("NARWHAL_E2E") == "required" {
+			t.Fatal("no memory cgroup controller to test with, and NARWHAL_E2E=required")
+		}
+		t.Skip("no memory cgroup controller")
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("make cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if !e2e.Eventually(10*time.Second, func() bool { return os.Remove(dir) == nil }) {
+			t.Errorf("cgroup %s could not be removed", dir)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, limitFile), []byte(strconv.FormatInt(limit, 10)), 0o644); err != nil {
+		t.Fatalf("set %s: %v", limitFile, err)
+	}
+	return dir
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -48,7 +48,7 @@ type Collector struct {
 	rolloutSeconds prometheus.Histogram
 
 	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
-	ready, draining, queued, backlog, memory, cpu *prometheus.Desc
+	ready, draining, queued, backlog, memory, cpu, memoryLimit, workingSet, overflows *prometheus.Desc
 }
 
 // New returns the collector; orphans reads the reaper's count, queues the accept queue of a
@@ -81,6 +81,9 @@ func New(b *board.Board, orphans func() uint64, version string, queues func(boar
 		queued:       d("listener_queued_connections", "Connections waiting in a listener's accept queue now.", "listener"),
 		backlog:      d("listener_backlog", "A listener's accept queue size.", "listener"),
 		memory:       d("worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants.", "slot"),
+		memoryLimit:  d("memory_limit_bytes", "The container's memory limit, from its cgroup; 0 when it has none."),
+		workingSet:   d("memory_working_set_bytes", "The container's memory use less inactive file cache, what the kubelet evicts by."),
+		overflows:    d("listen_overflows_total", "Connections the kernel dropped because an accept queue was full, in narwhal's network namespace."),
 		cpu:          d("worker_cpu_seconds_total", "CPU time of every process a slot has run: its workers and their descendants.", "slot"),
 	}
 }
@@ -94,7 +97,8 @@ func Registry(c *Collector) *prometheus.Registry {
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.desired, c.workers, c.starts, c.exits, c.generation,
-		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.cpu} {
+		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.cpu,
+		c.memoryLimit, c.workingSet, c.overflows} {
 		ch <- d
 	}
 	c.readySeconds.Describe(ch)
@@ -151,6 +155,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if backlog > 0 {
 			gauge(c.backlog, float64(backlog), l.Name)
 		}
+	}
+
+	if whole := s.Container; whole.MemoryKnown {
+		gauge(c.memoryLimit, float64(whole.Memory.Limit))
+		gauge(c.workingSet, float64(whole.Memory.WorkingSet))
+	}
+	if whole := s.Container; whole.OverflowsKnown {
+		counter(c.overflows, float64(whole.ListenOverflows))
 	}
 
 	// Per slot: every process in it (a replacement and the worker it replaces both count).

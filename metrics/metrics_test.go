@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/proc"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -95,5 +96,34 @@ func TestSlotFiguresFromTheBoard(t *testing.T) {
 	}
 	if cpu := labelValues(mfs["narwhal_worker_cpu_seconds_total"], "slot"); cpu["0"] != 1.5 || cpu["1"] != 0.25 {
 		t.Errorf("cpu by slot %v, want 0: 1.5, 1: 0.25", cpu)
+	}
+}
+
+// TestContainerFigures: the container's memory and the accept-queue overflows come from the
+// board, and are absent where they could not be read.
+func TestContainerFigures(t *testing.T) {
+	b := board.New(1, 0)
+	if mfs := gather(t, b); mfs["narwhal_memory_limit_bytes"] != nil || mfs["narwhal_listen_overflows_total"] != nil {
+		t.Error("container figures exposed before anything read them")
+	}
+	b.Publish(&board.Snapshot{Mode: "pool", Container: proc.Container{
+		Memory: proc.Memory{Limit: 512 << 20, WorkingSet: 100 << 20}, MemoryKnown: true,
+		ListenOverflows: 3, OverflowsKnown: true,
+	}})
+	mfs := gather(t, b)
+	for name, want := range map[string]float64{
+		"narwhal_memory_limit_bytes":       512 << 20,
+		"narwhal_memory_working_set_bytes": 100 << 20,
+		"narwhal_listen_overflows_total":   3,
+	} {
+		mf := mfs[name]
+		if mf == nil || len(mf.GetMetric()) != 1 {
+			t.Errorf("%s missing", name)
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if got := m.GetGauge().GetValue() + m.GetCounter().GetValue(); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -79,11 +79,12 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	s := newSupervisor(cfg, log, env{}, b, n)
 	s.sockets, s.notify = sockets, ns
 	s.env = env{
-		now:    time.Now,
-		spawn:  func(slot, gen int) (int, error) { return s.start(r, sp, slot, gen) },
-		signal: func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
-		scan:   proc.Host.Snapshot,
-		parent: proc.Host.PPID,
+		now:       time.Now,
+		spawn:     func(slot, gen int) (int, error) { return s.start(r, sp, slot, gen) },
+		signal:    func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
+		scan:      proc.Host.Snapshot,
+		container: proc.Host.Container,
+		parent:    proc.Host.PPID,
 	}
 	if cfg.Ready == "auto" {
 		s.env.accepting = acceptDetector(sockets, cfg.Listen, reuseport)

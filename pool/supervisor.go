@@ -33,6 +33,8 @@ type env struct {
 	spawn  func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
 	signal func(pid int, sig syscall.Signal, group bool) bool
 	scan   func() *proc.Snapshot
+	// container reads the container's memory and accept-queue overflows, with each scan.
+	container func() proc.Container
 	// accepting returns those of pids (starting workers) that snap shows waiting to accept.
 	accepting func(snap *proc.Snapshot, pids []int) []int
 	parent    func(pid int) (int, error)
@@ -59,6 +61,7 @@ type Supervisor struct {
 
 	lastScan time.Time
 	usage    map[int]proc.Usage // by worker PID, at the last scan
+	whole    proc.Container     // the container, at the last scan
 	cpu      *proc.CPULedger
 	dropped  dropLog
 }
@@ -205,6 +208,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		roots[w.PID] = w.Slot
 	}
 	s.cpu.Observe(snap, roots)
+	s.whole = s.env.container()
 	if limit := int64(s.cfg.MaxMemory); limit > 0 {
 		for _, w := range workers {
 			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
@@ -225,7 +229,7 @@ func (s *Supervisor) publish() {
 		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
 		ReadyCount: s.m.Count(Ready), Starts: st.Starts,
 		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listenerInfo(),
-		SlotCPUSeconds: s.cpu.Totals(),
+		SlotCPUSeconds: s.cpu.Totals(), Container: s.whole,
 	}
 	for _, w := range s.m.Workers() {
 		snap.Workers = append(snap.Workers, board.Worker{

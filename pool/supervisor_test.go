@@ -47,6 +47,9 @@ func (f *fakeEnv) env() env {
 			f.scans++
 			return proc.NewSnapshot(f.procs)
 		},
+		container: func() proc.Container {
+			return proc.Container{Memory: proc.Memory{Limit: 1 << 30, WorkingSet: 1 << 20}, MemoryKnown: true}
+		},
 		accepting: func(snap *proc.Snapshot, pids []int) []int {
 			var out []int
 			for _, pid := range pids {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
 // Worker is one process as the status and the metrics show it.
@@ -46,6 +48,8 @@ type Snapshot struct {
 	Rollouts map[string]int // by result
 	// SlotCPUSeconds is each slot's CPU time so far, every process it ever ran included.
 	SlotCPUSeconds map[int]float64
+	// Container is the container's memory and accept-queue overflows, at the last look.
+	Container proc.Container
 }
 
 // Board holds the latest snapshot and what readers add to it.

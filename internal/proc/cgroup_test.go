@@ -41,7 +41,7 @@ func TestParseProcCgroup(t *testing.T) {
 		{"empty", "", "", ""},
 	}
 	for _, tc := range tests {
-		v2, v1 := parseProcCgroup(tc.in)
+		v2, v1 := parseProcCgroup(tc.in, "cpu")
 		if v2 != tc.v2 || v1 != tc.v1 {
 			t.Errorf("%s: parseProcCgroup(%q) = %q, %q, want %q, %q", tc.name, tc.in, v2, v1, tc.v2, tc.v1)
 		}
@@ -84,7 +84,7 @@ func TestParseCgroupMounts(t *testing.T) {
 		{"empty", "", mount{}, mount{}},
 	}
 	for _, tc := range tests {
-		v2, v1 := parseCgroupMounts(tc.in)
+		v2, v1 := parseCgroupMounts(tc.in, "cpu")
 		if v2 != tc.v2 || v1 != tc.v1 {
 			t.Errorf("%s: parseCgroupMounts = %+v, %+v, want %+v, %+v", tc.name, v2, v1, tc.v2, tc.v1)
 		}
@@ -312,7 +312,7 @@ func TestAncestorsAtPathBoundary(t *testing.T) {
 			t.Errorf("ancestors(%+v, %q) = %v, want %v", tc.m, tc.path, got, tc.want)
 		}
 	}
-	_, v1 := parseCgroupMounts(`30 25 0:26 / /sys/fs/my\040cgroup rw - cgroup cgroup rw,cpu`)
+	_, v1 := parseCgroupMounts(`30 25 0:26 / /sys/fs/my\040cgroup rw - cgroup cgroup rw,cpu`, "cpu")
 	if v1.point != "/sys/fs/my cgroup" {
 		t.Errorf("mount point %q, want the octal escape decoded", v1.point)
 	}
