@@ -94,7 +94,7 @@ func run(args []string) int {
 	case "--check-config":
 		cfg.WriteEffective(os.Stdout)
 		if cfg.Pool && cfg.Workers == 0 {
-			n, why := pool.AutoWorkers()
+			n, why := pool.AutoWorkers(int(cfg.CPUs))
 			fmt.Printf("# NARWHAL_WORKERS=auto is %d here (%s)\n", n, why)
 		}
 		return 0

@@ -31,6 +31,7 @@ const Prefix = "NARWHAL"
 // type (how --help names the accepted values), choices (for Choice fields), desc.
 type Config struct {
 	Workers      Workers   `env:"WORKERS" split_words:"true" default:"auto" type:"count|auto" desc:"pool size: a number of workers, or auto for the container's CPU limit (setting it selects pool mode)"`
+	CPUs         CPUs      `env:"CPUS" default:"0" type:"cpus" desc:"with NARWHAL_WORKERS=auto and no CPU limit, the container's CPUs: 2, 1.5 or 1500m, rounded up (the Helm chart sets it from the CPU request); 0 is none"`
 	Listen       Listeners `env:"LISTEN" split_words:"true" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
 	Backlog      Int       `env:"BACKLOG" split_words:"true" default:"1024" type:"count" desc:"listen backlog of each listener"`
 	SocketMode   Choice    `env:"SOCKET_MODE" split_words:"true" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`

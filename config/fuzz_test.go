@@ -234,3 +234,21 @@ func FuzzParseBytes(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCPUs(f *testing.F) {
+	for _, s := range []string{"0", "1", "2", "1.5", "1500m", "250m", " 4 ", "4096", "4097", "-1", "1.5m", "m", "2 m", "Inf", "NaN", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := config.ParseCPUs(s)
+		if err != nil {
+			return
+		}
+		if c < 0 || c > 4096 {
+			t.Fatalf("ParseCPUs(%q) = %d, outside 0..4096", s, c)
+		}
+		if again, err := config.ParseCPUs(c.String()); err != nil || again != c {
+			t.Errorf("ParseCPUs(%q) = %d, but its String() %q parses to %d, %v", s, c, c.String(), again, err)
+		}
+	})
+}

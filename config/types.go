@@ -236,6 +236,32 @@ func (w Workers) String() string {
 	return strconv.Itoa(int(w))
 }
 
+// CPUs is a CPU count as Kubernetes writes one ("2", "1.5", "1500m"), rounded up to whole
+// workers; 0 means none given (what the downward API gives for a container without a request).
+type CPUs int
+
+// ParseCPUs reads a CPU count, rounded up.
+func ParseCPUs(s string) (CPUs, error) {
+	s = strings.TrimSpace(s)
+	num, scale := s, 1.0
+	if m, ok := strings.CutSuffix(s, "m"); ok {
+		num, scale = m, 1000
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f/scale > 4096 {
+		return 0, fmt.Errorf("want a CPU count such as 2, 1.5 or 1500m (up to 4096; 0 is none)")
+	}
+	return CPUs(math.Ceil(f / scale)), nil
+}
+
+func (c *CPUs) Decode(v string) error {
+	n, err := ParseCPUs(v)
+	*c = n
+	return err
+}
+
+func (c CPUs) String() string { return strconv.Itoa(int(c)) }
+
 // Bytes is a size such as 512Mi, 1G or 1048576; 0 means off.
 type Bytes int64
 

@@ -424,3 +424,18 @@ func TestBytesLimit(t *testing.T) {
 		t.Errorf("ParseBytes(5000000T) = %d, want an error (over MaxInt64/2)", b)
 	}
 }
+
+func TestParseCPUs(t *testing.T) {
+	for in, want := range map[string]config.CPUs{
+		"0": 0, "1": 1, "2": 2, "1.5": 2, "1500m": 2, "250m": 1, "2000m": 2, " 3 ": 3, "0m": 0, "4096": 4096,
+	} {
+		if got, err := config.ParseCPUs(in); err != nil || got != want {
+			t.Errorf("ParseCPUs(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "two", "1.5 m", "m", "4097", "Inf", "NaN", "1Gi"} {
+		if got, err := config.ParseCPUs(bad); err == nil {
+			t.Errorf("ParseCPUs(%q) = %d, want an error", bad, got)
+		}
+	}
+}

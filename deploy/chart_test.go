@@ -101,6 +101,16 @@ func render(t *testing.T, overrides map[string]any) rendered {
 	return r
 }
 
+// valueFrom is where the container's variable name takes its value from, if not a literal.
+func valueFrom(c corev1.Container, name string) *corev1.EnvVarSource {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.ValueFrom
+		}
+	}
+	return nil
+}
+
 func env(c corev1.Container) map[string]string {
 	m := map[string]string{}
 	for _, e := range c.Env {
@@ -126,6 +136,10 @@ func TestDefaults(t *testing.T) {
 		if vars[name] != want {
 			t.Errorf("%s = %q, want %q", name, vars[name], want)
 		}
+	}
+	if ref := valueFrom(c, "NARWHAL_CPUS"); ref == nil || ref.ResourceFieldRef == nil ||
+		ref.ResourceFieldRef.Resource != "requests.cpu" || ref.ResourceFieldRef.ContainerName != c.Name {
+		t.Errorf("NARWHAL_CPUS comes from %+v, want the container's requests.cpu (downward API)", ref)
 	}
 	if _, set := vars["NARWHAL_BACKLOG"]; set {
 		t.Error("an empty value in values.yaml should leave narwhal's default, not set the variable")
@@ -169,7 +183,7 @@ func TestDefaults(t *testing.T) {
 // TestEveryValueReachesNarwhal: each key under narwhal: becomes its NARWHAL_* variable.
 func TestEveryValueReachesNarwhal(t *testing.T) {
 	settings := map[string]any{
-		"workers": 4, "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
+		"workers": 4, "cpus": "1500m", "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
 		"readyDelay": "2s", "readyTimeout": "30s", "rolloutSurge": 2, "workerDir": "/app/current",
 		"workerUser": "65533", "workerGroup": "65533", "preStart": "/app/migrate --to latest",
 		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi",

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
 const timeout = 30 * time.Second
@@ -652,5 +653,23 @@ func TestWorkerDirRelativeCommand(t *testing.T) {
 	waitEvents(t, p, "ready", 1)
 	if strings.Contains(p.Stderr(), `"event":"exec_failed"`) {
 		t.Errorf("./serve failed to start before it ran:\n%s", p.Stderr())
+	}
+}
+
+// TestAutoFromCPURequest: with NARWHAL_WORKERS=auto and no CPU limit, NARWHAL_CPUS (the chart's
+// CPU request, 1500m here) decides the pool's size, rounded up, and the log says so.
+func TestAutoFromCPURequest(t *testing.T) {
+	e2e.Require(t)
+	if limit, ok := proc.Host.CPULimit(); ok {
+		t.Skipf("this machine has a CPU limit (%v CPUs), which decides before NARWHAL_CPUS", limit)
+	}
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=auto", "NARWHAL_CPUS=1500m", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=1ms"},
+		"sleep", "1000")
+	waitEvents(t, p, "ready", 2)
+	if !strings.Contains(p.Stderr(), `"workers":2,"reason":"NARWHAL_CPUS"`) {
+		t.Errorf("no log line saying NARWHAL_CPUS decided 2 workers:\n%s", p.Stderr())
+	}
+	if n := e2e.Count(p.Stderr(), `"event":"start"`); n != 2 {
+		t.Errorf("%d workers started, want 2", n)
 	}
 }

@@ -73,7 +73,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	n := int(cfg.Workers)
 	if n == 0 {
 		var why string
-		n, why = AutoWorkers()
+		n, why = AutoWorkers(int(cfg.CPUs))
 		log.Info("NARWHAL_WORKERS=auto", "event", "config", "workers", n, "reason", why)
 	}
 	s := newSupervisor(cfg, log, env{}, b, n)
