@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -30,12 +31,18 @@ type pool struct {
 
 func startPool(t *testing.T, env []string, cmd ...string) pool {
 	t.Helper()
+	return startPoolIn(t, "", env, cmd...)
+}
+
+// startPoolIn starts the pool in cgroup (a directory; "" is the test's own).
+func startPoolIn(t *testing.T, cgroup string, env []string, cmd ...string) pool {
+	t.Helper()
 	app, mport := e2e.FreePort(t), e2e.FreePort(t)
 	env = append([]string{
 		"NARWHAL_LISTEN=127.0.0.1:" + strconv.Itoa(app),
 		"NARWHAL_METRICS_ADDR=127.0.0.1:" + strconv.Itoa(mport),
 	}, env...)
-	p := e2e.Start(t, e2e.Options{Env: env}, cmd...)
+	p := e2e.Start(t, e2e.Options{Env: env, Cgroup: cgroup}, cmd...)
 	return pool{p, fmt.Sprintf("http://127.0.0.1:%d", app), fmt.Sprintf("http://127.0.0.1:%d", mport)}
 }
 
@@ -453,10 +460,7 @@ func rss(t *testing.T, pid int) int64 {
 func TestContainerMemoryOfARealCgroup(t *testing.T) {
 	e2e.Require(t)
 	cg := memoryCgroup(t, 300<<20)
-	p := startPool(t, []string{"NARWHAL_WORKERS=1"}, e2e.Example(t, "go")...)
-	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(p.PID)), 0o644); err != nil {
-		t.Fatalf("move narwhal into %s: %v", cg, err)
-	}
+	p := startPoolIn(t, cg, []string{"NARWHAL_WORKERS=1"}, e2e.Example(t, "go")...)
 	p.events(t, "ready", 1)
 	var limit, used float64
 	ok := e2e.Eventually(timeout, func() bool {
@@ -506,4 +510,36 @@ func memoryCgroup(t *testing.T, limit int64) string {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// TestOOMKillNamed: a worker that the kernel's OOM killer ends (here one that fills 400 MiB in
+// a 100 MiB cgroup) is logged and counted with reason oom, not crash, and is restarted.
+func TestOOMKillNamed(t *testing.T) {
+	e2e.Require(t)
+	needPython(t)
+	cg := memoryCgroup(t, 100<<20)
+	mark := filepath.Join(t.TempDir(), "filled")
+	worker := fmt.Sprintf(`if [ ! -e %[1]s ]; then touch %[1]s; exec python3 -c 'x = b"x" * (400 << 20)'; fi
+exec %[2]s`, mark, e2e.Example(t, "go")[0])
+	p := startPoolIn(t, cg, []string{"NARWHAL_WORKERS=1"}, "sh", "-c", worker)
+	p.events(t, "ready", 1) // the restart
+	if !strings.Contains(p.Stderr(), `"reason":"oom"`) {
+		t.Fatalf("no exit with reason oom:\n%s", p.Stderr())
+	}
+	exits := map[string]float64{}
+	for _, m := range scrape(t, p.metrics)["narwhal_worker_exits_total"].GetMetric() {
+		exits[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if exits["oom"] != 1 || exits["crash"] != 0 {
+		t.Errorf("narwhal_worker_exits_total %v, want oom 1 and crash 0", exits)
+	}
+}
+
+func needPython(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		if os.Getenv("NARWHAL_E2E") == "required" {
+			t.Fatal("python3 is not installed, and NARWHAL_E2E=required")
+		}
+		t.Skip("python3 is not installed")
+	}
 }

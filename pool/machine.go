@@ -22,6 +22,7 @@ func (s State) String() string { return [...]string{"starting", "ready", "stoppi
 // Exit reasons, the label values of narwhal_worker_exits_total.
 const (
 	ReasonCrash        = "crash"
+	ReasonOOM          = "oom"
 	ReasonStop         = "stop"
 	ReasonWatchdog     = "watchdog"
 	ReasonMemory       = "memory"
@@ -352,8 +353,9 @@ func (m *Machine) Ping(now time.Time, pid int) {
 	}
 }
 
-// Exited records the end of pid with its exit code.
-func (m *Machine) Exited(now time.Time, pid, code int) {
+// Exited records the end of pid with its exit code; oom says the kernel's OOM killer ended it.
+// An OOM kill of a worker nobody asked to stop is restarted as a crash is, under its own name.
+func (m *Machine) Exited(now time.Time, pid, code int, oom bool) {
 	w := m.workers[pid]
 	if w == nil {
 		return
@@ -369,15 +371,21 @@ func (m *Machine) Exited(now time.Time, pid, code int) {
 		m.leftovers[pid] = killAt
 	}
 	reason := w.reason
-	if reason == "" {
+	switch {
+	case reason == "" && oom:
+		reason = ReasonOOM
+	case reason == "":
 		reason = ReasonCrash
 	}
 	m.Stats.Exits[reason]++
-	level := slog.LevelInfo
-	if reason == ReasonCrash {
+	level, msg := slog.LevelInfo, "worker exited"
+	switch reason {
+	case ReasonCrash:
 		level = slog.LevelWarn
+	case ReasonOOM:
+		level, msg = slog.LevelWarn, "worker killed by the kernel's OOM killer: the container's memory limit was reached"
 	}
-	m.log.Log(context.Background(), level, "worker exited", "event", "exit", "slot", w.Slot, "pid", pid, "generation", w.Gen,
+	m.log.Log(context.Background(), level, msg, "event", "exit", "slot", w.Slot, "pid", pid, "generation", w.Gen,
 		"code", code, "reason", reason)
 	switch {
 	case m.stopping, w.reason != "":

@@ -23,7 +23,7 @@ func (h *harness) crashLoop(slot int, d time.Duration) {
 		if pid == 0 {
 			h.t.Fatalf("slot %d has no worker to crash", slot)
 		}
-		h.m.Exited(h.now, pid, 1)
+		h.m.Exited(h.now, pid, 1, false)
 		s := h.m.slot(slot)
 		if s.notBefore.Sub(h.now) >= d {
 			return
@@ -49,11 +49,11 @@ func TestRolloutDuringBackoffEnds(t *testing.T) {
 			for _, w := range h.m.Workers() {
 				switch {
 				case w.State == Stopping:
-					h.m.Exited(h.now, w.PID, 0)
+					h.m.Exited(h.now, w.PID, 0, false)
 				case w.State == Starting && w.Gen == gen && works:
 					h.m.MarkReady(h.now, w.PID)
 				case w.State == Starting && w.Gen == gen:
-					h.m.Exited(h.now, w.PID, 1) // the new release dies at boot
+					h.m.Exited(h.now, w.PID, 1, false) // the new release dies at boot
 				}
 			}
 			h.advance(10 * time.Millisecond)
@@ -84,7 +84,7 @@ func TestRefillOfBrokenReleaseAborts(t *testing.T) {
 			t.Fatalf("%s: the refill started %v", how, h.pids(Starting))
 		}
 		if how == "crash" {
-			h.m.Exited(h.now, h.pids(Starting)[0], 1)
+			h.m.Exited(h.now, h.pids(Starting)[0], 1, false)
 		} else {
 			h.advance(h.m.p.ReadyTimeout)
 		}
@@ -101,7 +101,7 @@ func TestLeftoversKilledAfterStopTimeout(t *testing.T) {
 	h.start()
 	pid := h.pids(Ready)[0]
 	h.w.groups = map[int]bool{pid: true}
-	h.m.Exited(h.now, pid, 1)
+	h.m.Exited(h.now, pid, 1, false)
 	if !h.sentGroup(pid, syscall.SIGTERM) {
 		t.Fatal("the leftover group did not get the stop signal at the worker's exit")
 	}
@@ -126,7 +126,7 @@ func TestLeftoversGoneOrReusedAreLeftAlone(t *testing.T) {
 	h.start()
 	pid := h.pids(Ready)[0]
 	h.w.groups = map[int]bool{pid: true}
-	h.m.Exited(h.now, pid, 1)
+	h.m.Exited(h.now, pid, 1, false)
 	h.m.LeftoverGone(pid)
 	h.advance(h.m.p.StopTimeout)
 	if h.sentGroup(pid, syscall.SIGKILL) {
@@ -138,7 +138,7 @@ func TestLeftoversGoneOrReusedAreLeftAlone(t *testing.T) {
 	h.start()
 	pid = h.pids(Ready)[0]
 	h.w.groups = map[int]bool{pid: true}
-	h.m.Exited(h.now, pid, 1)
+	h.m.Exited(h.now, pid, 1, false)
 	h.advance(time.Second)
 	for _, w := range h.m.workers {
 		delete(h.m.workers, w.PID)
@@ -178,7 +178,7 @@ func TestGracefulStopBoundsLeftovers(t *testing.T) {
 	h.w.groups = map[int]bool{pid: true}
 	h.m.Stop(h.now)
 	h.advance(h.m.p.StopTimeout * 9 / 10)
-	h.m.Exited(h.now, pid, 0) // in time, but its leftovers ignore the stop signal
+	h.m.Exited(h.now, pid, 0, false) // in time, but its leftovers ignore the stop signal
 	h.advance(h.m.p.StopTimeout / 10)
 	if !h.sentGroup(pid, syscall.SIGKILL) {
 		t.Fatal("no SIGKILL to the leftovers when the graceful stop's timeout ended")
@@ -238,14 +238,14 @@ func TestEveryRolloutEnds(t *testing.T) {
 				h.m.Restart(h.now)
 			case k < 10 && len(ws) > 0:
 				w := ws[r.IntN(len(ws))]
-				h.m.Exited(h.now, w.PID, 1)
+				h.m.Exited(h.now, w.PID, 1, false)
 			case k < 40 && len(ws) > 0:
 				if w := ws[r.IntN(len(ws))]; w.State == Starting && r.IntN(3) > 0 {
 					h.m.MarkReady(h.now, w.PID)
 				}
 			case k < 50 && len(ws) > 0:
 				if w := ws[r.IntN(len(ws))]; w.State == Stopping {
-					h.m.Exited(h.now, w.PID, 0)
+					h.m.Exited(h.now, w.PID, 0, false)
 				}
 			case k == 50:
 				h.m.ScaleUp(h.now)

@@ -108,7 +108,7 @@ func (h *harness) readyAll() {
 func (h *harness) exitStopping() {
 	for _, w := range h.m.Workers() {
 		if w.State == Stopping {
-			h.m.Exited(h.now, w.PID, 0)
+			h.m.Exited(h.now, w.PID, 0, false)
 			h.check()
 		}
 	}
@@ -227,7 +227,7 @@ func TestRolloutAbortsOnReadyTimeout(t *testing.T) {
 	if !h.w.signalled(repl, syscall.SIGTERM) {
 		t.Error("the replacement that timed out was not stopped")
 	}
-	h.m.Exited(h.now, repl, 143)
+	h.m.Exited(h.now, repl, 143, false)
 	h.advance(time.Minute)
 	for _, pid := range old {
 		if w := h.m.workers[pid]; w == nil || w.State != Ready {
@@ -247,7 +247,7 @@ func TestRolloutAbortsWhenReplacementCrashes(t *testing.T) {
 	h.start()
 	h.m.Restart(h.now)
 	repl := h.pids(Starting)[0]
-	h.m.Exited(h.now, repl, 1)
+	h.m.Exited(h.now, repl, 1, false)
 	if h.m.rollout != nil || h.m.Stats.Rollouts[RolloutAborted] != 1 {
 		t.Fatalf("rollout = %v, aborted = %d; want aborted", h.m.rollout, h.m.Stats.Rollouts[RolloutAborted])
 	}
@@ -329,7 +329,7 @@ func TestCrashBackoff(t *testing.T) {
 	var delays []time.Duration
 	for i := 0; i < 6; i++ {
 		pid := h.pids(Starting)[0]
-		h.m.Exited(h.now, pid, 1)
+		h.m.Exited(h.now, pid, 1, false)
 		crashedAt := h.now
 		before := len(h.w.spawned)
 		for len(h.w.spawned) == before {
@@ -350,7 +350,7 @@ func TestCrashBackoff(t *testing.T) {
 	}
 	h.readyAll()
 	h.advance(readyResetAfter)
-	h.m.Exited(h.now, h.m.Workers()[0].PID, 1)
+	h.m.Exited(h.now, h.m.Workers()[0].PID, 1, false)
 	before := len(h.w.spawned)
 	h.advance(100 * time.Millisecond)
 	if len(h.w.spawned) != before+1 {
@@ -435,7 +435,7 @@ func TestReplace(t *testing.T) {
 	if !h.w.signalled(target, syscall.SIGTERM) {
 		t.Fatal("the replaced worker was not stopped once its replacement was ready")
 	}
-	h.m.Exited(h.now, target, 0)
+	h.m.Exited(h.now, target, 0, false)
 	if h.m.Stats.Exits[ReasonMemory] != 1 {
 		t.Errorf("exits = %v, want one memory", h.m.Stats.Exits)
 	}
@@ -482,7 +482,7 @@ func TestWatchdogExpires(t *testing.T) {
 	if !h.w.signalled(pid, syscall.SIGKILL) {
 		t.Fatal("no SIGKILL 2s after SIGABRT")
 	}
-	h.m.Exited(h.now, pid, 134)
+	h.m.Exited(h.now, pid, 134, false)
 	if h.m.Stats.Exits[ReasonWatchdog] != 1 || len(h.pids(Starting)) != 1 {
 		t.Errorf("exits %v, starting %v: want one watchdog exit and a replacement", h.m.Stats.Exits, h.pids(Starting))
 	}
@@ -537,7 +537,7 @@ func TestStopIsBounded(t *testing.T) {
 	if done, code := h.m.Done(); !done || code != 1 {
 		t.Errorf("Done() = %v, %d; want true, 1", done, code)
 	}
-	h.m.Exited(h.now, h.w.spawned[0].pid, 137) // a late exit of a lost worker changes nothing
+	h.m.Exited(h.now, h.w.spawned[0].pid, 137, false) // a late exit of a lost worker changes nothing
 	if h.m.Stats.Exits[ReasonStop] != 1 {
 		t.Errorf("exits = %v, want the one stop", h.m.Stats.Exits)
 	}
@@ -556,7 +556,7 @@ func TestFailedReplacementBacksOff(t *testing.T) {
 		if len(repl) == 0 {
 			break
 		}
-		h.m.Exited(h.now, repl[0], 1) // dies before it is ready
+		h.m.Exited(h.now, repl[0], 1, false) // dies before it is ready
 	}
 	if n := len(h.w.spawned); n > 3 {
 		t.Fatalf("%d spawns at one instant: the failed replacement was retried without backoff", n)

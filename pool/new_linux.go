@@ -84,6 +84,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		signal:    func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
 		scan:      proc.Host.Snapshot,
 		container: proc.Host.Container,
+		oomKills:  proc.Host.OOMKills,
 		parent:    proc.Host.PPID,
 	}
 	if cfg.Ready == "auto" {
@@ -94,6 +95,10 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
 				"event", "config", "uid", cred.Uid)
 		}
+	}
+	if proc.Host.OOMGroup() {
+		log.Warn("memory.oom.group is set: one worker's OOM kill ends every process in the container, narwhal "+
+			"included; keep workers within the memory limit (NARWHAL_MAX_MEMORY)", "event", "config")
 	}
 	if reuseport {
 		if on, err := proc.Host.TCPMigrateReq(); err == nil && !on {

@@ -24,6 +24,9 @@ const (
 	watchdogKill = 2 * time.Second
 	// dropLogEvery bounds the warnings about dropped notify messages to one per period.
 	dropLogEvery = 10 * time.Second
+	// oomWindow is how long an OOM kill counted in the cgroup may be claimed by a worker's
+	// SIGKILL exit; older ones were another process's (a worker's child).
+	oomWindow = 5 * time.Second
 )
 
 // env is the supervisor's world: its clock, what it does to processes, and what it reads of
@@ -35,6 +38,8 @@ type env struct {
 	scan   func() *proc.Snapshot
 	// container reads the container's memory and accept-queue overflows, with each scan.
 	container func() proc.Container
+	// oomKills is the cgroup's count of OOM kills, false where it cannot be read.
+	oomKills func() (uint64, bool)
 	// accepting returns those of pids (starting workers) that snap shows waiting to accept.
 	accepting func(snap *proc.Snapshot, pids []int) []int
 	parent    func(pid int) (int, error)
@@ -58,6 +63,10 @@ type Supervisor struct {
 	// only where narwhal cannot see a worker accept, since some servers send it before their
 	// workers serve (gunicorn's master does).
 	readyByNotify bool
+
+	// OOM kills counted by the cgroup and not yet claimed by a worker's exit.
+	oomSeen, oomPending uint64
+	oomAt               time.Time
 
 	lastScan time.Time
 	usage    map[int]proc.Usage // by worker PID, at the last scan
@@ -140,11 +149,12 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	switch ev := ev.(type) {
 	case startEvent:
+		s.oomSeen, _ = s.env.oomKills() // earlier kills are not the pool's
 		s.m.Start(now)
 	case syscall.Signal:
 		s.signal(now, ev)
 	case exitEvent:
-		s.m.Exited(now, ev.pid, ev.code)
+		s.m.Exited(now, ev.pid, ev.code, s.oomKilled(now, ev.code))
 	case notifyEvent:
 		s.handleNotify(now, ev)
 	case stopEvent:
@@ -209,6 +219,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	}
 	s.cpu.Observe(snap, roots)
 	s.whole = s.env.container()
+	s.noteOOMKills(now)
 	if limit := int64(s.cfg.MaxMemory); limit > 0 {
 		for _, w := range workers {
 			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
@@ -218,6 +229,26 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 			}
 		}
 	}
+}
+
+// noteOOMKills takes the kills the cgroup has counted since the last look.
+func (s *Supervisor) noteOOMKills(now time.Time) {
+	if n, ok := s.env.oomKills(); ok && n > s.oomSeen {
+		s.oomPending += n - s.oomSeen
+		s.oomSeen, s.oomAt = n, now
+	}
+}
+
+// oomKilled reports whether an exit with code was the kernel OOM killer's: a SIGKILL (narwhal's
+// own have a reason already) while the cgroup's count of OOM kills has risen in the last few
+// seconds. Each counted kill explains one exit.
+func (s *Supervisor) oomKilled(now time.Time, code int) bool {
+	s.noteOOMKills(now)
+	if code != 128+int(syscall.SIGKILL) || s.oomPending == 0 || now.Sub(s.oomAt) > oomWindow {
+		return false
+	}
+	s.oomPending--
+	return true
 }
 
 // publish posts the machine's state to the board for metrics, health and the control socket.

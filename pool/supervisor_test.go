@@ -27,6 +27,7 @@ type fakeEnv struct {
 	parents   map[int]int
 	scans     int
 	groups    map[int]bool // process groups with members
+	oomKills  uint64       // the cgroup's count of OOM kills
 }
 
 func (f *fakeEnv) env() env {
@@ -47,6 +48,7 @@ func (f *fakeEnv) env() env {
 			f.scans++
 			return proc.NewSnapshot(f.procs)
 		},
+		oomKills: func() (uint64, bool) { return f.oomKills, true },
 		container: func() proc.Container {
 			return proc.Container{Memory: proc.Memory{Limit: 1 << 30, WorkingSet: 1 << 20}, MemoryKnown: true}
 		},
@@ -431,5 +433,33 @@ func TestRefreshReadsNow(t *testing.T) {
 	}
 	if got := s.board.Snapshot().Workers[0].Memory; got != 10*page {
 		t.Errorf("published memory %d after the refresh, want %d", got, 10*page)
+	}
+}
+
+// TestOOMKillNamed: a worker that dies of a SIGKILL narwhal did not send while the cgroup's
+// OOM-kill count rose is an OOM kill, counted and logged as such and restarted as a crash is;
+// a SIGKILL from someone else, or an OOM kill long ago, is a crash.
+func TestOOMKillNamed(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.f.oomKills = 7 // before narwhal: not the pool's
+	s.at(t0, startEvent{})
+	a, b := s.f.spawned[0], s.f.spawned[1]
+	s.f.oomKills = 8
+	s.at(t0.Add(time.Second), exitEvent{pid: a, code: 137})
+	s.at(t0.Add(time.Second), exitEvent{pid: b, code: 137}) // one kill counted, one claimed
+	exits := s.m.Stats.Exits
+	if exits[ReasonOOM] != 1 || exits[ReasonCrash] != 1 {
+		t.Fatalf("exits %v, want one oom and one crash", exits)
+	}
+	if !strings.Contains(s.log.String(), `"reason":"oom"`) || !strings.Contains(s.log.String(), "OOM killer") {
+		t.Errorf("the OOM kill is not named in the log:\n%s", s.log.String())
+	}
+	// A kill counted long before the exit belonged to another process.
+	s.f.oomKills = 9
+	s.at(t0.Add(2*time.Second), nil) // a scan notes it
+	c := s.f.spawned[len(s.f.spawned)-1]
+	s.at(t0.Add(2*time.Second+oomWindow+time.Millisecond), exitEvent{pid: c, code: 137})
+	if exits[ReasonOOM] != 1 {
+		t.Errorf("an exit %s after the OOM kill was counted as oom", oomWindow)
 	}
 }

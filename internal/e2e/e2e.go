@@ -110,6 +110,8 @@ type Options struct {
 	Dir   string
 	NoNS  bool   // run narwhal as a plain child (a subreaper, not PID 1)
 	Bin   string // the narwhal binary; Binary(t) when empty
+	// Cgroup is a cgroup directory narwhal starts in, so that every worker is in it too.
+	Cgroup string
 }
 
 // Proc is a running narwhal.
@@ -135,6 +137,9 @@ func Start(t testing.TB, o Options, args ...string) *Proc {
 	argv := append([]string{bin}, args...)
 	if !o.NoNS {
 		argv = append([]string{"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"}, argv...)
+	}
+	if o.Cgroup != "" {
+		argv = append([]string{"sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, o.Cgroup}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// JSON logs, which tests search, unless the test sets the format itself.

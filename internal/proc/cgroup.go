@@ -121,6 +121,35 @@ func (fs FS) CgroupMemory() (Memory, bool) {
 	return Memory{}, false
 }
 
+// OOMKills is how many processes the kernel's OOM killer has killed in this process's cgroup:
+// oom_kill in v2 memory.events, or in v1 memory.oom_control.
+func (fs FS) OOMKills() (uint64, bool) {
+	v2, v1 := fs.cgroupDirs("memory")
+	for _, f := range []struct {
+		dirs []string
+		file string
+	}{{v2, "memory.events"}, {v1, "memory.oom_control"}} {
+		if len(f.dirs) == 0 {
+			continue
+		}
+		if text, err := fs.read(f.dirs[0], f.file); err == nil {
+			return uint64(statValue(text, "oom_kill")), true
+		}
+	}
+	return 0, false
+}
+
+// OOMGroup reports whether the cgroup's memory.oom.group is set (cgroup v2; Kubernetes 1.28 and
+// later): then one OOM kill ends every process in the container, narwhal included.
+func (fs FS) OOMGroup() bool {
+	v2, _ := fs.cgroupDirs("memory")
+	if len(v2) == 0 {
+		return false
+	}
+	text, err := fs.read(v2[0], "memory.oom.group")
+	return err == nil && strings.TrimSpace(text) == "1"
+}
+
 // parseMemoryLimit reads memory.max ("max" for none) or memory.limit_in_bytes (a page-rounded
 // 2^63 for none); 0 means no limit.
 func parseMemoryLimit(s string) int64 {

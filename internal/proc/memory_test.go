@@ -93,3 +93,35 @@ func TestHostFigures(t *testing.T) {
 		t.Error("Host.ListenOverflows not readable")
 	}
 }
+
+func TestOOMKills(t *testing.T) {
+	v2 := map[string]string{
+		"proc/self/cgroup":                   "0::/ctr\n",
+		"proc/self/mountinfo":                "36 35 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+		"sys/fs/cgroup/ctr/memory.events":    "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n",
+		"sys/fs/cgroup/ctr/memory.oom.group": "1\n",
+	}
+	v1 := map[string]string{
+		"proc/self/cgroup":                        "4:memory:/\n",
+		"proc/self/mountinfo":                     "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+		"sys/fs/cgroup/memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n",
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		kills uint64
+		group bool
+	}{{"v2", v2, 2, true}, {"v1", v1, 5, false}} {
+		root := t.TempDir()
+		for path, text := range tc.files {
+			writeFile(t, filepath.Join(root, path), text)
+		}
+		fs := New(root)
+		if n, ok := fs.OOMKills(); !ok || n != tc.kills {
+			t.Errorf("%s: OOMKills = %d, %v; want %d", tc.name, n, ok, tc.kills)
+		}
+		if g := fs.OOMGroup(); g != tc.group {
+			t.Errorf("%s: OOMGroup = %v, want %v", tc.name, g, tc.group)
+		}
+	}
+}
