@@ -8,7 +8,7 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require github.com/oklog/run v1.2.0 // indirect
+require github.com/oklog/run v1.2.0
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
