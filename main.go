@@ -18,6 +18,7 @@ import (
 	"github.com/narwhal-init/narwhal/control"
 	pid1 "github.com/narwhal-init/narwhal/init"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
+	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/pool"
 	"golang.org/x/sys/unix"
 )
@@ -92,7 +93,18 @@ func run(args []string) int {
 	}
 	switch action {
 	case "--check-config":
+		maxMemory, budget, err := pool.MemoryLimits(cfg, proc.Host)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
+			return exitConfig
+		}
 		cfg.WriteEffective(os.Stdout)
+		if cfg.MaxMemory.Share > 0 {
+			fmt.Printf("# NARWHAL_MAX_MEMORY=%s is %d bytes here\n", cfg.MaxMemory, maxMemory)
+		}
+		if budget > 0 {
+			fmt.Printf("# NARWHAL_MEMORY_BUDGET=%s is %d bytes here\n", cfg.MemoryBudget, budget)
+		}
 		if cfg.Pool && cfg.Workers == 0 {
 			n, why := pool.AutoWorkers(int(cfg.CPUs))
 			fmt.Printf("# NARWHAL_WORKERS=auto is %d here (%s)\n", n, why)

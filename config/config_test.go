@@ -208,7 +208,7 @@ func TestLoadReadsEveryKind(t *testing.T) {
 		RestartDelay:    config.Duration(time.Second),
 		RestartDelayMax: config.Duration(time.Second),
 		WorkerTimeout:   config.Duration(10 * time.Second),
-		MaxMemory:       512 << 20,
+		MaxMemory:       config.Memory{Bytes: 512 << 20},
 		MaxLifetime:     config.Duration(6 * time.Hour),
 		MinReady:        4,
 		StopSignal:      config.Signal(syscall.SIGQUIT),

@@ -252,3 +252,21 @@ func FuzzParseCPUs(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseMemory(f *testing.F) {
+	for _, s := range []string{"0", "512Mi", "20%", "100%", "0%", "101%", "12.5%", "%", "1e2%", "NaN%", "-1%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := config.ParseMemory(s)
+		if err != nil {
+			return
+		}
+		if m.Share < 0 || m.Share > 1 || (m.Share > 0 && m.Bytes != 0) {
+			t.Fatalf("ParseMemory(%q) = %+v", s, m)
+		}
+		if again, err := config.ParseMemory(m.String()); err != nil || again != m {
+			t.Errorf("ParseMemory(%q) = %+v, but its String() %q parses to %+v, %v", s, m, m.String(), again, err)
+		}
+	})
+}

@@ -297,6 +297,77 @@ func (b *Bytes) Decode(v string) error {
 
 func (b Bytes) String() string { return strconv.FormatInt(int64(b), 10) }
 
+// Memory is a size (512Mi) or a share of the container's memory limit (20%); zero is off.
+type Memory struct {
+	Bytes Bytes
+	Share float64 // of the limit, 0 < Share ≤ 1, when written with %
+}
+
+// ParseMemory reads a size as ParseBytes does, or a percentage from 0 to 100.
+func ParseMemory(s string) (Memory, error) {
+	if num, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		share, err := ParseShare(num + "%")
+		return Memory{Share: float64(share)}, err
+	}
+	b, err := ParseBytes(s)
+	if err != nil {
+		return Memory{}, fmt.Errorf("want a size such as 512Mi or 2Gi, a share of the container's memory limit such as 20%%, or 0 for off")
+	}
+	return Memory{Bytes: b}, nil
+}
+
+func (m *Memory) Decode(v string) error {
+	var err error
+	*m, err = ParseMemory(v)
+	return err
+}
+
+func (m Memory) String() string {
+	if m.Share > 0 {
+		return strconv.FormatFloat(m.Share*100, 'f', -1, 64) + "%"
+	}
+	return m.Bytes.String()
+}
+
+// Of is the size in bytes, given the container's memory limit (0 when it has none); false for
+// a share of no limit.
+func (m Memory) Of(limit int64) (int64, bool) {
+	if m.Share > 0 {
+		return int64(m.Share * float64(limit)), limit > 0
+	}
+	return int64(m.Bytes), true
+}
+
+// Share is a percentage of the container's memory limit ("90%"); 0 is off.
+type Share float64
+
+// ParseShare reads "90%" (or "0" for off) as 0.9.
+func ParseShare(s string) (Share, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	num, ok := strings.CutSuffix(s, "%")
+	f, err := strconv.ParseFloat(num, 64)
+	if !ok || err != nil || !(f > 0 && f <= 100) {
+		return 0, fmt.Errorf("want a share of the container's memory limit from 1%% to 100%%, such as 90%%, or 0 for off")
+	}
+	return Share(f / 100), nil
+}
+
+func (sh *Share) Decode(v string) error {
+	var err error
+	*sh, err = ParseShare(v)
+	return err
+}
+
+func (sh Share) String() string {
+	if sh == 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(sh)*100, 'f', -1, 64) + "%"
+}
+
 // Int is a whole number written in decimal (envconfig would read 010 as octal 8).
 type Int int
 

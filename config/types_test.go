@@ -439,3 +439,34 @@ func TestParseCPUs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMemoryAndShare(t *testing.T) {
+	for in, want := range map[string]config.Memory{
+		"0": {}, "512Mi": {Bytes: 512 << 20}, "20%": {Share: 0.2}, "100%": {Share: 1}, " 12.5% ": {Share: 0.125},
+	} {
+		if got, err := config.ParseMemory(in); err != nil || got != want {
+			t.Errorf("ParseMemory(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"0%", "101%", "-5%", "%", "20 %x", "lots", "-1"} {
+		if got, err := config.ParseMemory(bad); err == nil {
+			t.Errorf("ParseMemory(%q) = %+v, want an error", bad, got)
+		}
+	}
+	if b, ok := (config.Memory{Share: 0.2}).Of(1000); !ok || b != 200 {
+		t.Errorf("20%% of 1000 = %d, %v", b, ok)
+	}
+	if _, ok := (config.Memory{Share: 0.2}).Of(0); ok {
+		t.Error("a share of no limit resolved")
+	}
+	for in, want := range map[string]config.Share{"0": 0, "90%": 0.9, "100%": 1} {
+		if got, err := config.ParseShare(in); err != nil || got != want {
+			t.Errorf("ParseShare(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"90", "0.9", "0%", "150%", "x%"} {
+		if _, err := config.ParseShare(bad); err == nil {
+			t.Errorf("ParseShare(%q) did not fail", bad)
+		}
+	}
+}

@@ -186,7 +186,7 @@ func TestEveryValueReachesNarwhal(t *testing.T) {
 		"workers": 4, "cpus": "1500m", "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
 		"readyDelay": "2s", "readyTimeout": "30s", "rolloutSurge": 2, "workerDir": "/app/current",
 		"workerUser": "65533", "workerGroup": "65533", "preStart": "/app/migrate --to latest",
-		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi",
+		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi", "memoryBudget": "90%",
 		"maxLifetime": "6h", "minReady": 2, "stopSignal": "SIGQUIT", "signalGroup": true,
 		"signalRewrite": "TERM:QUIT", "exitRemap": "143:0", "controlSocket": "@app", "logFormat": "text", "logLevel": "debug",
 	}

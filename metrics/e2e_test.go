@@ -543,3 +543,31 @@ func needPython(t *testing.T) {
 		t.Skip("python3 is not installed")
 	}
 }
+
+// TestMemoryBudgetActsBeforeTheOOMKiller: with a 200 MiB limit and NARWHAL_MEMORY_BUDGET=50%, a
+// worker that grows to 120 MiB is replaced (stopped first: there is no room for a second one
+// beside it) before the kernel's OOM killer would act, and its slot serves again.
+func TestMemoryBudgetActsBeforeTheOOMKiller(t *testing.T) {
+	e2e.Require(t)
+	needPython(t)
+	cg := memoryCgroup(t, 200<<20)
+	mark := filepath.Join(t.TempDir(), "grown")
+	grow := `import os, time
+os.write(int(os.environ["NARWHAL_NOTIFY_FD"]), b"READY=1\n")
+if not os.path.exists(os.environ["MARK"]):
+    open(os.environ["MARK"], "w").close()
+    x = b"x" * (120 << 20)
+time.sleep(1000)
+`
+	p := startPoolIn(t, cg, []string{"NARWHAL_WORKERS=1", "NARWHAL_READY=notify", "NARWHAL_MEMORY_BUDGET=50%", "MARK=" + mark},
+		"python3", "-c", grow)
+	p.events(t, "memory_budget", 1)
+	p.events(t, "ready", 2)
+	log := p.Stderr()
+	if !strings.Contains(log, `"action":"stop first"`) || !strings.Contains(log, `"reason":"memory"`) {
+		t.Errorf("want the grown worker stopped first for memory:\n%s", log)
+	}
+	if strings.Contains(log, `"reason":"oom"`) {
+		t.Error("the OOM killer acted before the budget")
+	}
+}

@@ -101,6 +101,9 @@ type slot struct {
 	restarts  int       // every restart after a crash, for --status
 	notBefore time.Time // backoff: no spawn before then
 	replace   string    // non-empty: replace the serving worker, for this reason
+	// refillAfterExit: the slot's worker was stopped to free its memory (Recycle), so its next
+	// one starts only once it has exited.
+	refillAfterExit bool
 }
 
 // Machine is the pool as plain data. Every method takes the current time, changes state, and
@@ -254,6 +257,19 @@ func (m *Machine) Replace(now time.Time, pid int, reason string) {
 		s.replace = reason
 		m.log.Info("replacing worker", "event", "replace", "slot", w.Slot, "pid", pid, "generation", w.Gen, "reason", reason)
 	}
+	m.reconcile(now)
+}
+
+// Recycle stops the ready worker pid for reason at once and starts its slot's next worker only
+// once it has exited: the memory budget's way when the room left would not hold a replacement
+// beside it.
+func (m *Machine) Recycle(now time.Time, pid int, reason string) {
+	w := m.workers[pid]
+	if m.stopping || w == nil || w.State != Ready {
+		return
+	}
+	m.slot(w.Slot).refillAfterExit = true
+	m.stop(now, w, reason)
 	m.reconcile(now)
 }
 
@@ -609,7 +625,14 @@ func (m *Machine) reconcile(now time.Time) {
 	}
 	// Fill empty slots (first start, crash restarts after their backoff, scale up).
 	for id := 0; id < m.desired; id++ {
-		if m.occupant(id) == nil && !now.Before(m.slot(id).notBefore) && m.room() {
+		s := m.slot(id)
+		if s.refillAfterExit {
+			if m.stoppingIn(id) {
+				continue
+			}
+			s.refillAfterExit = false
+		}
+		if m.occupant(id) == nil && !now.Before(s.notBefore) && m.room() {
 			m.spawn(now, id, false)
 		}
 	}
@@ -725,6 +748,15 @@ func (m *Machine) serving(id int) *Worker {
 		}
 	}
 	return nil
+}
+
+func (m *Machine) stoppingIn(id int) bool {
+	for _, w := range m.workers {
+		if w.Slot == id && w.State == Stopping {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Machine) replacementOf(id int) *Worker {

@@ -297,3 +297,27 @@ func (h *harness) sentGroup(pgid int, sig syscall.Signal) bool {
 	}
 	return false
 }
+
+// TestRecycleRefillsAfterExit: a worker stopped to free its memory is replaced only once it has
+// exited, so the two never hold memory at once.
+func TestRecycleRefillsAfterExit(t *testing.T) {
+	h := newHarness(t, params(2))
+	h.start()
+	pid := h.pids(Ready)[0]
+	spawned := len(h.w.spawned)
+	h.m.Recycle(h.now, pid, ReasonMemory)
+	if !h.w.signalled(pid, syscall.SIGTERM) {
+		t.Fatal("the recycled worker got no stop signal")
+	}
+	h.advance(time.Second)
+	if len(h.w.spawned) != spawned {
+		t.Fatal("its slot was refilled while it was still stopping")
+	}
+	h.m.Exited(h.now, pid, 0, false)
+	if len(h.w.spawned) != spawned+1 {
+		t.Fatal("its slot was not refilled once it had exited")
+	}
+	if h.m.Stats.Exits[ReasonMemory] != 1 {
+		t.Errorf("exits %v, want one memory", h.m.Stats.Exits)
+	}
+}

@@ -38,6 +38,10 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		errors.As(err, &ce)
 		return nil, &Error{Code: ce.Code(), Err: err}
 	}
+	maxMemory, budget, err := MemoryLimits(cfg, proc.Host)
+	if err != nil {
+		return nil, &Error{Code: 78, Err: err}
+	}
 	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
@@ -78,6 +82,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	s := newSupervisor(cfg, log, env{}, b, n)
 	s.sockets, s.notify = sockets, ns
+	s.maxMemory, s.budget = maxMemory, budget
 	s.env = env{
 		now:       time.Now,
 		spawn:     func(slot, gen int) (int, error) { return s.start(r, sp, slot, gen) },
@@ -212,4 +217,29 @@ func removeVar(env []string, name string) []string {
 		}
 	}
 	return out
+}
+
+// MemoryLimits resolves NARWHAL_MAX_MEMORY and NARWHAL_MEMORY_BUDGET to bytes against the
+// container's memory limit; a share of a limit the cgroup does not have is a configuration
+// error, found before anything starts.
+func MemoryLimits(cfg *config.Config, fs proc.FS) (maxMemory, budget int64, err error) {
+	var limit int64
+	if cfg.MaxMemory.Share > 0 || cfg.MemoryBudget > 0 {
+		mem, _ := fs.CgroupMemory()
+		limit = mem.Limit
+	}
+	const noLimit = "a share needs the container's memory limit, and its cgroup has none"
+	maxMemory, ok := cfg.MaxMemory.Of(limit)
+	if !ok {
+		return 0, 0, &config.Error{Variable: config.Prefix + "_MAX_MEMORY", Value: cfg.MaxMemory.String(),
+			Reason: noLimit + "; give a size such as 512Mi, or set a memory limit"}
+	}
+	if cfg.MemoryBudget > 0 {
+		if limit == 0 {
+			return 0, 0, &config.Error{Variable: config.Prefix + "_MEMORY_BUDGET", Value: cfg.MemoryBudget.String(),
+				Reason: noLimit + "; set a memory limit, or 0 for no budget"}
+		}
+		budget = int64(float64(cfg.MemoryBudget) * float64(limit))
+	}
+	return maxMemory, budget, nil
 }

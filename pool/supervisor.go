@@ -64,6 +64,9 @@ type Supervisor struct {
 	// workers serve (gunicorn's master does).
 	readyByNotify bool
 
+	// maxMemory and budget are NARWHAL_MAX_MEMORY and NARWHAL_MEMORY_BUDGET in bytes; 0 is off.
+	maxMemory, budget int64
+
 	// OOM kills counted by the cgroup and not yet claimed by a worker's exit.
 	oomSeen, oomPending uint64
 	oomAt               time.Time
@@ -100,6 +103,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, 
 	if cfg.Ready == "delay" {
 		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)
 	}
+	s.maxMemory, _ = cfg.MaxMemory.Of(0) // a size; New resolves shares against the cgroup
 	s.m = NewMachine(p, (*effects)(&s.env), log)
 	return s
 }
@@ -220,7 +224,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	s.cpu.Observe(snap, roots)
 	s.whole = s.env.container()
 	s.noteOOMKills(now)
-	if limit := int64(s.cfg.MaxMemory); limit > 0 {
+	if limit := s.maxMemory; limit > 0 {
 		for _, w := range workers {
 			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
 				s.log.Info("worker over NARWHAL_MAX_MEMORY", "event", "memory", "slot", w.Slot, "pid", w.PID,
@@ -228,6 +232,50 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 				s.m.Replace(now, w.PID, ReasonMemory)
 			}
 		}
+	}
+	s.keepBudget(now, workers)
+}
+
+// keepBudget acts when the container's working set is over NARWHAL_MEMORY_BUDGET, before the
+// kernel's OOM killer would: it replaces the ready worker holding the most memory, replacement
+// first when the room left under the limit holds one more worker of the pool's median size,
+// otherwise stopping it first (a short dip in capacity beats an OOM kill of the container).
+// One worker at a time: nothing more while any worker starts or stops, since the figures are
+// moving.
+func (s *Supervisor) keepBudget(now time.Time, workers []Worker) {
+	mem := s.whole.Memory
+	if s.budget == 0 || !s.whole.MemoryKnown || mem.WorkingSet <= s.budget ||
+		s.m.Count(Starting)+s.m.Count(Stopping) > 0 {
+		return
+	}
+	var sizes []int64
+	var largest Worker
+	for _, w := range workers {
+		if w.State != Ready {
+			continue
+		}
+		rss := s.usage[w.PID].RSSBytes
+		sizes = append(sizes, rss)
+		if largest.PID == 0 || rss > s.usage[largest.PID].RSSBytes {
+			largest = w
+		}
+	}
+	if largest.PID == 0 {
+		return
+	}
+	slices.Sort(sizes)
+	median, room := sizes[len(sizes)/2], mem.Limit-mem.WorkingSet
+	action := "replace"
+	if room < median {
+		action = "stop first"
+	}
+	s.log.Warn("container memory over NARWHAL_MEMORY_BUDGET; replacing the largest worker", "event", "memory_budget",
+		"slot", largest.Slot, "pid", largest.PID, "generation", largest.Gen, "bytes", s.usage[largest.PID].RSSBytes,
+		"working_set", mem.WorkingSet, "budget", s.budget, "limit", mem.Limit, "median", median, "action", action)
+	if action == "replace" {
+		s.m.Replace(now, largest.PID, ReasonMemory)
+	} else {
+		s.m.Recycle(now, largest.PID, ReasonMemory)
 	}
 }
 

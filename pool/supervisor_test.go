@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -461,5 +462,79 @@ func TestOOMKillNamed(t *testing.T) {
 	s.at(t0.Add(2*time.Second+oomWindow+time.Millisecond), exitEvent{pid: c, code: 137})
 	if exits[ReasonOOM] != 1 {
 		t.Errorf("an exit %s after the OOM kill was counted as oom", oomWindow)
+	}
+}
+
+// TestMemoryBudget: over the budget, the largest ready worker is replaced; replacement first
+// when the room under the limit holds a worker of the median size, otherwise stopped first;
+// and nothing more while the pool is moving.
+func TestMemoryBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		workingSet int64
+		wantFirst  string // "replace" or "stop"
+	}{
+		{"room for one more", 850 << 20, "replace"},
+		{"no room", 990 << 20, "stop"},
+	} {
+		s := newSupervised(t, "WORKERS=3", "READY=notify")
+		s.budget = 800 << 20
+		page := int64(os.Getpagesize())
+		s.at(t0, startEvent{})
+		for i, pid := range s.f.spawned {
+			s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+			s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: int64(50*(i+1)<<20) / page}
+		}
+		s.env.container = func() proc.Container {
+			return proc.Container{Memory: proc.Memory{Limit: 1000 << 20, WorkingSet: tc.workingSet}, MemoryKnown: true}
+		}
+		largest := s.f.spawned[2]
+		s.at(t0.Add(scanEvery), nil)
+		switch tc.wantFirst {
+		case "replace":
+			if len(s.f.spawned) != 4 || s.f.signalled(largest, syscall.SIGTERM) {
+				t.Errorf("%s: spawned %d, largest stopped %v; want its replacement first", tc.name, len(s.f.spawned),
+					s.f.signalled(largest, syscall.SIGTERM))
+			}
+		case "stop":
+			if len(s.f.spawned) != 3 || !s.f.signalled(largest, syscall.SIGTERM) {
+				t.Errorf("%s: spawned %d, largest stopped %v; want it stopped first", tc.name, len(s.f.spawned),
+					s.f.signalled(largest, syscall.SIGTERM))
+			}
+		}
+		signals := len(s.f.signals)
+		s.at(t0.Add(2*scanEvery), nil)
+		if len(s.f.signals) != signals || len(s.f.spawned) > 4 {
+			t.Errorf("%s: the budget acted again while the pool was moving", tc.name)
+		}
+		if !strings.Contains(s.log.String(), `"event":"memory_budget"`) {
+			t.Errorf("%s: no memory_budget log line", tc.name)
+		}
+	}
+}
+
+// TestMemoryLimitsNeedALimit: shares resolve against the cgroup's limit, and a share of no
+// limit is a configuration error naming the variable.
+func TestMemoryLimitsNeedALimit(t *testing.T) {
+	limited, unlimited := t.TempDir(), t.TempDir()
+	for root, limit := range map[string]string{limited: "1073741824\n", unlimited: "max\n"} {
+		for path, text := range map[string]string{
+			"proc/self/cgroup":             "0::/\n",
+			"proc/self/mountinfo":          "36 35 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+			"sys/fs/cgroup/memory.max":     limit,
+			"sys/fs/cgroup/memory.current": "1000\n",
+		} {
+			p := filepath.Join(root, path)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(text), 0o644)
+		}
+	}
+	cfg := testConfig(t, "MAX_MEMORY=25%", "MEMORY_BUDGET=90%")
+	max, budget, err := MemoryLimits(cfg, proc.New(limited))
+	if err != nil || max != 256<<20 || budget != 966367641 {
+		t.Errorf("MemoryLimits of 1 GiB = %d, %d, %v; want 256 MiB and 90%%", max, budget, err)
+	}
+	if _, _, err := MemoryLimits(cfg, proc.New(unlimited)); err == nil || !strings.Contains(err.Error(), "NARWHAL_MAX_MEMORY") {
+		t.Errorf("MemoryLimits without a limit: %v, want an error naming NARWHAL_MAX_MEMORY", err)
 	}
 }
