@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,9 +106,13 @@ func run(args []string) int {
 		if budget > 0 {
 			fmt.Printf("# NARWHAL_MEMORY_BUDGET=%s is %d bytes here\n", cfg.MemoryBudget, budget)
 		}
-		if cfg.Pool && cfg.Workers == 0 {
-			n, why := pool.AutoWorkers(int(cfg.CPUs))
-			fmt.Printf("# NARWHAL_WORKERS=auto is %d here (%s)\n", n, why)
+		if cfg.Pool && cfg.Workers.Auto() {
+			min, max, why := pool.Size(cfg)
+			size := strconv.Itoa(min)
+			if max > min {
+				size += "-" + strconv.Itoa(max)
+			}
+			fmt.Printf("# NARWHAL_WORKERS=%s is %s here (%s)\n", cfg.Workers, size, why)
 		}
 		return 0
 	case "--status", "--drain", "--healthcheck":

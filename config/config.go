@@ -30,19 +30,21 @@ const Prefix = "NARWHAL"
 // default (applied when unset), doc (the default as shown when it depends on the mode),
 // type (how --help names the accepted values), choices (for Choice fields), desc.
 type Config struct {
-	Workers      Workers   `env:"WORKERS" split_words:"true" default:"auto" type:"count|auto" desc:"pool size: a number of workers, or auto for the container's CPU limit (setting it selects pool mode)"`
-	CPUs         CPUs      `env:"CPUS" default:"0" type:"cpus" desc:"with NARWHAL_WORKERS=auto and no CPU limit, the container's CPUs: 2, 1.5 or 1500m, rounded up (the Helm chart sets it from the CPU request); 0 is none"`
-	Listen       Listeners `env:"LISTEN" split_words:"true" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
-	Backlog      Int       `env:"BACKLOG" split_words:"true" default:"1024" type:"count" desc:"listen backlog of each listener"`
-	SocketMode   Choice    `env:"SOCKET_MODE" split_words:"true" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`
-	Ready        Choice    `env:"READY" split_words:"true" default:"auto" choices:"auto|notify|delay" desc:"when a worker counts as ready: auto (READY=1 or seen accepting), notify (READY=1 only), delay (NARWHAL_READY_DELAY after start)"`
-	ReadyDelay   Duration  `env:"READY_DELAY" split_words:"true" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
-	ReadyTimeout Duration  `env:"READY_TIMEOUT" split_words:"true" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
-	RolloutSurge Int       `env:"ROLLOUT_SURGE" split_words:"true" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
-	WorkerDir    string    `env:"WORKER_DIR" split_words:"true" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`
-	WorkerUser   string    `env:"WORKER_USER" split_words:"true" type:"name|uid" desc:"user workers run as"`
-	WorkerGroup  string    `env:"WORKER_GROUP" split_words:"true" type:"name|gid" desc:"group workers run as"`
-	PreStart     Command   `env:"PRE_START" split_words:"true" type:"command" desc:"command run to completion before the first worker (split like a shell, no shell); non-zero exit stops narwhal with its code"`
+	Workers        Workers   `env:"WORKERS" split_words:"true" default:"auto" type:"count|auto|MIN-MAX" desc:"pool size: a number of workers, auto for the container's CPU limit, or a range MIN-MAX (either may be auto) that narwhal sizes from the accept queue (setting it selects pool mode)"`
+	ScaleUpAfter   Duration  `env:"SCALE_UP_AFTER" split_words:"true" default:"1s" type:"duration" desc:"with a range, add a worker when connections waited in an accept queue for most of this long"`
+	ScaleDownAfter Duration  `env:"SCALE_DOWN_AFTER" split_words:"true" default:"60s" type:"duration" desc:"with a range, remove a worker when for this long no connection waited and the workers' CPU would have fitted in one fewer"`
+	CPUs           CPUs      `env:"CPUS" default:"0" type:"cpus" desc:"with NARWHAL_WORKERS=auto and no CPU limit, the container's CPUs: 2, 1.5 or 1500m, rounded up (the Helm chart sets it from the CPU request); 0 is none"`
+	Listen         Listeners `env:"LISTEN" split_words:"true" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
+	Backlog        Int       `env:"BACKLOG" split_words:"true" default:"1024" type:"count" desc:"listen backlog of each listener"`
+	SocketMode     Choice    `env:"SOCKET_MODE" split_words:"true" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`
+	Ready          Choice    `env:"READY" split_words:"true" default:"auto" choices:"auto|notify|delay" desc:"when a worker counts as ready: auto (READY=1 or seen accepting), notify (READY=1 only), delay (NARWHAL_READY_DELAY after start)"`
+	ReadyDelay     Duration  `env:"READY_DELAY" split_words:"true" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
+	ReadyTimeout   Duration  `env:"READY_TIMEOUT" split_words:"true" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
+	RolloutSurge   Int       `env:"ROLLOUT_SURGE" split_words:"true" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
+	WorkerDir      string    `env:"WORKER_DIR" split_words:"true" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`
+	WorkerUser     string    `env:"WORKER_USER" split_words:"true" type:"name|uid" desc:"user workers run as"`
+	WorkerGroup    string    `env:"WORKER_GROUP" split_words:"true" type:"name|gid" desc:"group workers run as"`
+	PreStart       Command   `env:"PRE_START" split_words:"true" type:"command" desc:"command run to completion before the first worker (split like a shell, no shell); non-zero exit stops narwhal with its code"`
 
 	RestartDelay    Duration `env:"RESTART_DELAY" split_words:"true" default:"100ms" type:"duration" desc:"first delay before restarting a crashed worker; doubles per crash"`
 	RestartDelayMax Duration `env:"RESTART_DELAY_MAX" split_words:"true" default:"30s" type:"duration" desc:"longest delay between restarts of a crashing worker"`
@@ -133,8 +135,12 @@ func (c *Config) validate() error {
 		return bad("ROLLOUT_SURGE", c.RolloutSurge, "want a whole number ≥ 1")
 	case c.MinReady < 0:
 		return bad("MIN_READY", c.MinReady, "want a whole number ≥ 0")
-	case c.Workers > 0 && int(c.MinReady) > int(c.Workers):
-		return bad("MIN_READY", c.MinReady, fmt.Sprintf("want at most NARWHAL_WORKERS (%d)", c.Workers))
+	case c.Workers.Min > 0 && int(c.MinReady) > c.Workers.Min:
+		return bad("MIN_READY", c.MinReady, fmt.Sprintf("want at most NARWHAL_WORKERS (%d)", c.Workers.Min))
+	case c.ScaleUpAfter == 0:
+		return bad("SCALE_UP_AFTER", c.ScaleUpAfter, "want a duration greater than 0")
+	case c.ScaleDownAfter == 0:
+		return bad("SCALE_DOWN_AFTER", c.ScaleDownAfter, "want a duration greater than 0")
 	case c.ReadyTimeout == 0:
 		return bad("READY_TIMEOUT", c.ReadyTimeout, "want a duration greater than 0")
 	case c.RestartDelay == 0:

@@ -77,7 +77,7 @@ func TestLoadDefaultsInitMode(t *testing.T) {
 		t.Fatalf("Load() with no NARWHAL_* set: %v", err)
 	}
 	want := &config.Config{
-		Workers:         0,
+		Workers:         config.Workers{},
 		Backlog:         1024,
 		SocketMode:      "inherit",
 		Ready:           "auto",
@@ -124,16 +124,16 @@ func TestLoadModes(t *testing.T) {
 		metrics string
 		workers config.Workers
 	}{
-		{"nothing set", nil, "init", "", 0},
-		{"workers", map[string]string{"NARWHAL_WORKERS": "3"}, "pool", ":9090", 3},
-		{"workers auto", map[string]string{"NARWHAL_WORKERS": "auto"}, "pool", ":9090", 0},
-		{"listen", map[string]string{"NARWHAL_LISTEN": ":8080"}, "pool", ":9090", 0},
-		{"listen and workers", map[string]string{"NARWHAL_LISTEN": ":8080", "NARWHAL_WORKERS": "2"}, "pool", ":9090", 2},
-		{"pool, metrics off", map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_METRICS_ADDR": "off"}, "pool", "", 2},
-		{"pool, metrics moved", map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_METRICS_ADDR": "127.0.0.1:9100"}, "pool", "127.0.0.1:9100", 2},
-		{"init, metrics asked for", map[string]string{"NARWHAL_METRICS_ADDR": ":9100"}, "init", ":9100", 0},
-		{"init, metrics off", map[string]string{"NARWHAL_METRICS_ADDR": "off"}, "init", "", 0},
-		{"init, other settings", map[string]string{"NARWHAL_STOP_TIMEOUT": "5s", "NARWHAL_SIGNAL_GROUP": "true"}, "init", "", 0},
+		{"nothing set", nil, "init", "", config.Workers{}},
+		{"workers", map[string]string{"NARWHAL_WORKERS": "3"}, "pool", ":9090", config.Workers{Min: 3, Max: 3}},
+		{"workers auto", map[string]string{"NARWHAL_WORKERS": "auto"}, "pool", ":9090", config.Workers{}},
+		{"listen", map[string]string{"NARWHAL_LISTEN": ":8080"}, "pool", ":9090", config.Workers{}},
+		{"listen and workers", map[string]string{"NARWHAL_LISTEN": ":8080", "NARWHAL_WORKERS": "2"}, "pool", ":9090", config.Workers{Min: 2, Max: 2}},
+		{"pool, metrics off", map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_METRICS_ADDR": "off"}, "pool", "", config.Workers{Min: 2, Max: 2}},
+		{"pool, metrics moved", map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_METRICS_ADDR": "127.0.0.1:9100"}, "pool", "127.0.0.1:9100", config.Workers{Min: 2, Max: 2}},
+		{"init, metrics asked for", map[string]string{"NARWHAL_METRICS_ADDR": ":9100"}, "init", ":9100", config.Workers{}},
+		{"init, metrics off", map[string]string{"NARWHAL_METRICS_ADDR": "off"}, "init", "", config.Workers{}},
+		{"init, other settings", map[string]string{"NARWHAL_STOP_TIMEOUT": "5s", "NARWHAL_SIGNAL_GROUP": "true"}, "init", "", config.Workers{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,7 +190,7 @@ func TestLoadReadsEveryKind(t *testing.T) {
 		t.Fatalf("Load(): %v", err)
 	}
 	want := &config.Config{
-		Workers: 4,
+		Workers: config.Workers{Min: 4, Max: 4},
 		Listen: config.Listeners{
 			{Name: "web", Network: "tcp", Address: ":8080"},
 			{Name: "listen1", Network: "unix", Address: "/tmp/narwhal-test.sock"},

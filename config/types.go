@@ -213,28 +213,50 @@ func parsePairs(s string, pair func(from, to string) error) error {
 	return nil
 }
 
-// Workers is the pool size; 0 means auto (the container's CPU limit).
-type Workers int
+// Workers is NARWHAL_WORKERS: a count, auto, or a range MIN-MAX ("2-8", "1-auto") in which
+// narwhal sizes the pool itself. A bound of 0 is auto (the container's CPUs).
+type Workers struct {
+	Min, Max int
+	Range    bool
+}
 
 func (w *Workers) Decode(v string) error {
-	if strings.EqualFold(strings.TrimSpace(v), "auto") {
-		*w = 0
-		return nil
+	bound := func(s string) (int, bool) {
+		s = strings.TrimSpace(s)
+		if strings.EqualFold(s, "auto") {
+			return 0, true
+		}
+		n, err := strconv.Atoi(s)
+		return n, err == nil && n >= 1 && n <= 4096
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 1 || n > 4096 {
-		return fmt.Errorf("want a whole number from 1 to 4096, or auto")
+	lo, hi, isRange := strings.Cut(v, "-")
+	min, ok1 := bound(lo)
+	max, ok2 := min, true
+	if isRange {
+		max, ok2 = bound(hi)
 	}
-	*w = Workers(n)
+	if !ok1 || !ok2 || (isRange && min > 0 && max > 0 && min > max) {
+		return fmt.Errorf("want a whole number from 1 to 4096, auto, or a range MIN-MAX such as 2-8 or 1-auto")
+	}
+	*w = Workers{Min: min, Max: max, Range: isRange}
 	return nil
 }
 
 func (w Workers) String() string {
-	if w == 0 {
-		return "auto"
+	bound := func(n int) string {
+		if n == 0 {
+			return "auto"
+		}
+		return strconv.Itoa(n)
 	}
-	return strconv.Itoa(int(w))
+	if w.Range {
+		return bound(w.Min) + "-" + bound(w.Max)
+	}
+	return bound(w.Min)
 }
+
+// Auto reports whether a bound is auto, so that the container's CPUs must be found.
+func (w Workers) Auto() bool { return w.Min == 0 || (w.Range && w.Max == 0) }
 
 // CPUs is a CPU count as Kubernetes writes one ("2", "1.5", "1500m"), rounded up to whole
 // workers; 0 means none given (what the downward API gives for a container without a request).

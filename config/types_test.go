@@ -254,34 +254,39 @@ func TestExitRemapApply(t *testing.T) {
 func TestWorkersDecode(t *testing.T) {
 	t.Parallel()
 	good := map[string]config.Workers{
-		"auto": 0, "AUTO": 0, " Auto ": 0, "1": 1, "4": 4, " 8 ": 8, "4096": 4096,
+		"auto": {}, "AUTO": {}, " Auto ": {}, "1": {1, 1, false}, "4": {4, 4, false}, " 8 ": {8, 8, false},
+		"4096": {4096, 4096, false}, "2-8": {2, 8, true}, "1-auto": {1, 0, true}, "auto-8": {0, 8, true},
+		"auto-auto": {0, 0, true}, "3-3": {3, 3, true}, " 2 - 4 ": {2, 4, true},
 	}
 	for in, want := range good {
-		w := config.Workers(-1)
+		w := config.Workers{Min: -1}
 		if err := w.Decode(in); err != nil {
 			t.Errorf("Decode(%q): %v", in, err)
 			continue
 		}
 		if w != want {
-			t.Errorf("Decode(%q) = %d, want %d", in, w, want)
+			t.Errorf("Decode(%q) = %+v, want %+v", in, w, want)
+		}
+		if again := (config.Workers{}); again.Decode(w.String()) != nil || again != want {
+			t.Errorf("Decode(%q).String() = %q does not decode back", in, w.String())
 		}
 	}
-	for _, in := range []string{"", "0", "-1", "4097", "abc", "1.5", "auto4", "4 workers", "0x10"} {
+	for _, in := range []string{"", "0", "-1", "4097", "abc", "1.5", "auto4", "4 workers", "0x10", "8-2", "2-", "-", "1-2-3", "0-4"} {
 		var w config.Workers
 		err := w.Decode(in)
 		if err == nil {
-			t.Errorf("Decode(%q) = %d, want an error", in, w)
+			t.Errorf("Decode(%q) = %+v, want an error", in, w)
 			continue
 		}
 		if !strings.Contains(err.Error(), "1 to 4096") || !strings.Contains(err.Error(), "auto") {
 			t.Errorf("Decode(%q) error %q does not say what is accepted", in, err)
 		}
 	}
-	if got := config.Workers(0).String(); got != "auto" {
-		t.Errorf("Workers(0).String() = %q, want auto", got)
+	if got := (config.Workers{}).String(); got != "auto" {
+		t.Errorf("Workers{}.String() = %q, want auto", got)
 	}
-	if got := config.Workers(12).String(); got != "12" {
-		t.Errorf("Workers(12).String() = %q, want 12", got)
+	if got := (config.Workers{Min: 1, Range: true}).String(); got != "1-auto" {
+		t.Errorf("Workers{1, auto}.String() = %q, want 1-auto", got)
 	}
 }
 

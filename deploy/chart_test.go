@@ -183,7 +183,7 @@ func TestDefaults(t *testing.T) {
 // TestEveryValueReachesNarwhal: each key under narwhal: becomes its NARWHAL_* variable.
 func TestEveryValueReachesNarwhal(t *testing.T) {
 	settings := map[string]any{
-		"workers": 4, "cpus": "1500m", "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
+		"workers": "2-8", "cpus": "1500m", "scaleUpAfter": "2s", "scaleDownAfter": "5m", "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
 		"readyDelay": "2s", "readyTimeout": "30s", "rolloutSurge": 2, "workerDir": "/app/current",
 		"workerUser": "65533", "workerGroup": "65533", "preStart": "/app/migrate --to latest",
 		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi", "memoryBudget": "90%",

@@ -151,6 +151,11 @@ func TestMetricsOfTheSpec(t *testing.T) {
 	}
 	syscall.Kill(e2e.Children(p.PID)[0], syscall.SIGKILL)
 	p.events(t, "ready", 5)
+	// The log line comes a moment before the snapshot the metrics read is published.
+	e2e.Eventually(timeout, func() bool {
+		f := scrape(t, p.metrics)
+		return value(f, "narwhal_workers", "state", "ready") >= 2 && value(f, "narwhal_worker_ready_seconds") >= 5
+	})
 	fams := scrape(t, p.metrics)
 	for _, w := range want {
 		f := fams[w.name]

@@ -673,3 +673,41 @@ func TestAutoFromCPURequest(t *testing.T) {
 		t.Errorf("%d workers started, want 2", n)
 	}
 }
+
+// TestRangeEndToEnd: NARWHAL_WORKERS=1-3 over workers that accept nothing until the test
+// creates a file: the connections it opens wait in the accept queue, so narwhal adds a worker
+// per window up to 3; once the workers drain the queue and idle, it goes back down to 1.
+func TestRangeEndToEnd(t *testing.T) {
+	e2e.Require(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	worker := `import os, socket, time
+while not os.path.exists(os.environ["OPEN"]):
+    time.sleep(0.02)
+s = socket.socket(fileno=3)
+while True:
+    s.accept()[0].close()
+`
+	p, url := pool(t, []string{"NARWHAL_WORKERS=1-3", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=1ms",
+		"NARWHAL_SCALE_UP_AFTER=300ms", "NARWHAL_SCALE_DOWN_AFTER=1s", "OPEN=" + open}, "python3", "-c", worker)
+	waitEvents(t, p, "ready", 1)
+	for i := 0; i < 3; i++ {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	waitEvents(t, p, "ready", 3)
+	if n := e2e.Count(p.Stderr(), `"reason":"queue"`); n != 2 {
+		t.Errorf("%d scale-ups for the queue, want 2 (from 1 to 3)", n)
+	}
+	if err := os.WriteFile(open, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !e2e.Eventually(timeout, func() bool { return e2e.Count(p.Stderr(), `"reason":"idle"`) == 2 }) {
+		t.Fatalf("%d scale-downs once the queue drained, want 2 (from 3 to 1)", e2e.Count(p.Stderr(), `"reason":"idle"`))
+	}
+}

@@ -78,7 +78,8 @@ type Effects interface {
 
 // Params are the settings the machine follows.
 type Params struct {
-	Workers         int // desired size at start, and after SIGWINCH + SIGHUP
+	Workers         int // desired size at start, and after SIGWINCH + SIGHUP; a range's MIN
+	MaxWorkers      int // a range's MAX, within which the size moves; 0 without a range
 	Surge           int
 	ReadyTimeout    time.Duration
 	ReadyDelay      time.Duration // > 0 when readiness is a fixed delay after start
@@ -274,22 +275,24 @@ func (m *Machine) Recycle(now time.Time, pid int, reason string) {
 }
 
 // ScaleUp adds a slot (SIGTTIN).
-func (m *Machine) ScaleUp(now time.Time) {
-	if m.stopping {
+// attrs say what decided it (a signal, or the figures of the dynamic size); within a range
+// (NARWHAL_WORKERS=MIN-MAX) the size stays inside it.
+func (m *Machine) ScaleUp(now time.Time, attrs ...any) {
+	if m.stopping || (m.p.MaxWorkers > 0 && m.desired >= m.p.MaxWorkers) {
 		return
 	}
 	m.desired++
-	m.log.Info("scaling up", "event", "scale", "workers", m.desired)
+	m.log.Info("scaling up", append([]any{"event", "scale", "workers", m.desired}, attrs...)...)
 	m.reconcile(now)
 }
 
-// ScaleDown removes the highest slot, gracefully (SIGTTOU).
-func (m *Machine) ScaleDown(now time.Time) {
-	if m.stopping || m.desired == 0 {
+// ScaleDown removes the highest slot, gracefully (SIGTTOU); see ScaleUp.
+func (m *Machine) ScaleDown(now time.Time, attrs ...any) {
+	if m.stopping || m.desired == 0 || (m.p.MaxWorkers > 0 && m.desired <= m.p.Workers) {
 		return
 	}
 	m.desired--
-	m.log.Info("scaling down", "event", "scale", "workers", m.desired)
+	m.log.Info("scaling down", append([]any{"event", "scale", "workers", m.desired}, attrs...)...)
 	m.reconcile(now)
 }
 

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,13 +75,11 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		sp.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
 	}
 
-	n := int(cfg.Workers)
-	if n == 0 {
-		var why string
-		n, why = AutoWorkers(int(cfg.CPUs))
-		log.Info("NARWHAL_WORKERS=auto", "event", "config", "workers", n, "reason", why)
+	min, max, why := Size(cfg)
+	if cfg.Workers.Auto() {
+		log.Info("NARWHAL_WORKERS="+cfg.Workers.String(), "event", "config", "workers", min, "max", max, "reason", why)
 	}
-	s := newSupervisor(cfg, log, env{}, b, n)
+	s := newSupervisor(cfg, log, env{}, b, min, max)
 	s.sockets, s.notify = sockets, ns
 	s.maxMemory, s.budget = maxMemory, budget
 	s.env = env{
@@ -90,6 +89,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		scan:      proc.Host.Snapshot,
 		container: proc.Host.Container,
 		oomKills:  proc.Host.OOMKills,
+		queued:    s.queued,
 		parent:    proc.Host.PPID,
 	}
 	if cfg.Ready == "auto" {
@@ -242,4 +242,41 @@ func MemoryLimits(cfg *config.Config, fs proc.FS) (maxMemory, budget int64, err 
 		budget = int64(float64(cfg.MemoryBudget) * float64(limit))
 	}
 	return maxMemory, budget, nil
+}
+
+// Size is the pool's size from NARWHAL_WORKERS: its MIN and MAX (equal without a range), and
+// why, when auto decided a bound. An auto bound that would cross a given one yields to it.
+func Size(cfg *config.Config) (min, max int, why string) {
+	w := cfg.Workers
+	auto := 0
+	if w.Auto() {
+		auto, why = AutoWorkers(int(cfg.CPUs))
+	}
+	min, max = w.Min, w.Max
+	switch {
+	case !w.Range:
+		min = cmp.Or(min, auto)
+		max = min
+	case min == 0 && max == 0:
+		min, max = auto, auto
+	case min == 0:
+		min = minInt(auto, max)
+	case max == 0:
+		max = maxInt(auto, min)
+	}
+	return min, max, why
+}
+
+func minInt(a, b int) int { return min(a, b) }
+func maxInt(a, b int) int { return max(a, b) }
+
+// queued is whether any connection waits in a listener's accept queue now, for the dynamic
+// size; false with nothing to read (unix listeners).
+func (s *Supervisor) queued() bool {
+	for _, l := range s.listenerInfo() {
+		if n, _, ok := s.Queue(l); ok && n > 0 {
+			return true
+		}
+	}
+	return false
 }

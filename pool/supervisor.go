@@ -40,6 +40,8 @@ type env struct {
 	container func() proc.Container
 	// oomKills is the cgroup's count of OOM kills, false where it cannot be read.
 	oomKills func() (uint64, bool)
+	// queued reports whether a connection waits in a listener's accept queue now.
+	queued func() bool
 	// accepting returns those of pids (starting workers) that snap shows waiting to accept.
 	accepting func(snap *proc.Snapshot, pids []int) []int
 	parent    func(pid int) (int, error)
@@ -63,6 +65,10 @@ type Supervisor struct {
 	// only where narwhal cannot see a worker accept, since some servers send it before their
 	// workers serve (gunicorn's master does).
 	readyByNotify bool
+
+	// scale sizes a pool of NARWHAL_WORKERS=MIN-MAX; nil for a fixed size.
+	scale      *scaler
+	lastSample time.Time
 
 	// maxMemory and budget are NARWHAL_MAX_MEMORY and NARWHAL_MEMORY_BUDGET in bytes; 0 is off.
 	maxMemory, budget int64
@@ -90,7 +96,7 @@ type startEvent struct{}
 type refreshEvent chan struct{}
 
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
-func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers int) *Supervisor {
+func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers, maxWorkers int) *Supervisor {
 	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: proc.NewCPULedger(),
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
 	p := Params{
@@ -102,6 +108,10 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, 
 	}
 	if cfg.Ready == "delay" {
 		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)
+	}
+	if maxWorkers > workers {
+		p.MaxWorkers = maxWorkers
+		s.scale = &scaler{up: cfg.ScaleUpAfter.D(), down: cfg.ScaleDownAfter.D()}
 	}
 	s.maxMemory, _ = cfg.MaxMemory.Of(0) // a size; New resolves shares against the cgroup
 	s.m = NewMachine(p, (*effects)(&s.env), log)
@@ -172,12 +182,34 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	if due := s.lastScan.Add(s.scanInterval()); !now.Before(due) {
 		s.scanProcesses(now)
 	}
+	if s.scale != nil && !now.Before(s.lastSample.Add(sampleEvery)) {
+		s.resize(now)
+	}
 	s.publish()
 	wake := s.lastScan.Add(s.scanInterval())
+	if s.scale != nil && s.lastSample.Add(sampleEvery).Before(wake) {
+		wake = s.lastSample.Add(sampleEvery)
+	}
 	if next := s.m.Next(now); !next.IsZero() && next.Before(wake) {
 		wake = next
 	}
 	return wake
+}
+
+// resize samples the accept queues and lets the scaler move a ranged pool by one worker.
+// Nothing moves while the pool stops, or after SIGWINCH emptied it on purpose.
+func (s *Supervisor) resize(now time.Time) {
+	s.lastSample = now
+	s.scale.sampleQueue(now, s.env.queued())
+	if s.m.Stopping() || s.m.Desired() == 0 {
+		return
+	}
+	switch step, why := s.scale.decide(now, s.m.Desired(), s.m.p.Workers, s.m.p.MaxWorkers); step {
+	case +1:
+		s.m.ScaleUp(now, why...)
+	case -1:
+		s.m.ScaleDown(now, why...)
+	}
 }
 
 // scanInterval is detectEvery while /proc has something urgent to show (a starting worker to
@@ -194,9 +226,33 @@ func (s *Supervisor) scanInterval() time.Duration {
 func (s *Supervisor) scanProcesses(now time.Time) {
 	s.lastScan = now
 	snap := s.env.scan()
+	// The figures first: detection logs "ready", and the board, published at the end of the
+	// pass, must follow that line at once for a reader who waits for it.
+	workers := s.m.Workers()
+	s.usage = make(map[int]proc.Usage, len(workers))
+	roots := make(map[int]int, len(workers))
+	for _, w := range workers {
+		s.usage[w.PID] = snap.Usage(w.PID)
+		roots[w.PID] = w.Slot
+	}
+	s.cpu.Observe(snap, roots)
+	if s.scale != nil {
+		total := 0.0
+		for _, secs := range s.cpu.Totals() {
+			total += secs
+		}
+		s.scale.sampleCPU(now, total)
+	}
+	s.whole = s.env.container()
+	s.noteOOMKills(now)
+	for _, pgid := range s.m.Leftovers() {
+		if !snap.HasGroup(pgid) {
+			s.m.LeftoverGone(pgid)
+		}
+	}
 	if s.env.accepting != nil {
 		var starting []int
-		for _, w := range s.m.Workers() {
+		for _, w := range workers {
 			if w.State == Starting {
 				starting = append(starting, w.PID)
 			}
@@ -207,23 +263,6 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 			}
 		}
 	}
-	for _, pgid := range s.m.Leftovers() {
-		if !snap.HasGroup(pgid) {
-			s.m.LeftoverGone(pgid)
-		}
-	}
-	workers := s.m.Workers()
-	s.usage = make(map[int]proc.Usage, len(workers))
-	for _, w := range workers {
-		s.usage[w.PID] = snap.Usage(w.PID)
-	}
-	roots := make(map[int]int, len(workers))
-	for _, w := range workers {
-		roots[w.PID] = w.Slot
-	}
-	s.cpu.Observe(snap, roots)
-	s.whole = s.env.container()
-	s.noteOOMKills(now)
 	if limit := s.maxMemory; limit > 0 {
 		for _, w := range workers {
 			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
@@ -335,9 +374,9 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	case syscall.SIGHUP, syscall.SIGUSR2:
 		s.m.Restart(now)
 	case syscall.SIGTTIN:
-		s.m.ScaleUp(now)
+		s.m.ScaleUp(now, "signal", "SIGTTIN")
 	case syscall.SIGTTOU:
-		s.m.ScaleDown(now)
+		s.m.ScaleDown(now, "signal", "SIGTTOU")
 	case syscall.SIGWINCH:
 		s.m.Zero(now)
 	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:

@@ -29,6 +29,7 @@ type fakeEnv struct {
 	scans     int
 	groups    map[int]bool // process groups with members
 	oomKills  uint64       // the cgroup's count of OOM kills
+	waiting   bool         // a connection waits in an accept queue
 }
 
 func (f *fakeEnv) env() env {
@@ -50,6 +51,7 @@ func (f *fakeEnv) env() env {
 			return proc.NewSnapshot(f.procs)
 		},
 		oomKills: func() (uint64, bool) { return f.oomKills, true },
+		queued:   func() bool { return f.waiting },
 		container: func() proc.Container {
 			return proc.Container{Memory: proc.Memory{Limit: 1 << 30, WorkingSet: 1 << 20}, MemoryKnown: true}
 		},
@@ -117,7 +119,7 @@ func newSupervised(t *testing.T, vars ...string) *supervised {
 	if cfg.Ready != "auto" {
 		e.accepting = nil
 	}
-	s := newSupervisor(cfg, log, e, board.New(1, 0), int(cfg.Workers))
+	s := newSupervisor(cfg, log, e, board.New(1, 0), cfg.Workers.Min, cfg.Workers.Max)
 	return &supervised{Supervisor: s, f: f, log: &buf}
 }
 
@@ -536,5 +538,35 @@ func TestMemoryLimitsNeedALimit(t *testing.T) {
 	}
 	if _, _, err := MemoryLimits(cfg, proc.New(unlimited)); err == nil || !strings.Contains(err.Error(), "NARWHAL_MAX_MEMORY") {
 		t.Errorf("MemoryLimits without a limit: %v, want an error naming NARWHAL_MAX_MEMORY", err)
+	}
+}
+
+// TestRangeFollowsTheQueue: a pool of 1-3 grows one worker per window while connections wait,
+// stops at MAX, and SIGTTOU/SIGTTIN move it only within the range.
+func TestRangeFollowsTheQueue(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1-3", "READY=notify", "SCALE_UP_AFTER=500ms")
+	now := t0
+	s.at(now, startEvent{})
+	s.f.waiting = true
+	for i := 0; i < 30; i++ {
+		now = now.Add(sampleEvery)
+		s.at(now, nil)
+	}
+	if d := s.m.Desired(); d != 3 {
+		t.Fatalf("after 3 s of waiting connections desired is %d, want MAX 3", d)
+	}
+	if !strings.Contains(s.log.String(), `"reason":"queue"`) {
+		t.Error("no scale line with the queue's figures")
+	}
+	s.at(now, syscall.SIGTTIN)
+	if d := s.m.Desired(); d != 3 {
+		t.Errorf("SIGTTIN at MAX: desired %d", d)
+	}
+	s.f.waiting = false
+	s.at(now, syscall.SIGTTOU)
+	s.at(now, syscall.SIGTTOU)
+	s.at(now, syscall.SIGTTOU)
+	if d := s.m.Desired(); d != 1 {
+		t.Errorf("three SIGTTOUs from 3: desired %d, want MIN 1", d)
 	}
 }
