@@ -78,6 +78,8 @@ func TestLoadDefaultsInitMode(t *testing.T) {
 	}
 	want := &config.Config{
 		Workers:         config.Workers{},
+		ScaleUpAfter:    config.Duration(time.Second),
+		ScaleDownAfter:  config.Duration(time.Minute),
 		Backlog:         1024,
 		SocketMode:      "inherit",
 		Ready:           "auto",
@@ -190,7 +192,9 @@ func TestLoadReadsEveryKind(t *testing.T) {
 		t.Fatalf("Load(): %v", err)
 	}
 	want := &config.Config{
-		Workers: config.Workers{Min: 4, Max: 4},
+		Workers:        config.Workers{Min: 4, Max: 4},
+		ScaleUpAfter:   config.Duration(time.Second),
+		ScaleDownAfter: config.Duration(time.Minute),
 		Listen: config.Listeners{
 			{Name: "web", Network: "tcp", Address: ":8080"},
 			{Name: "listen1", Network: "unix", Address: "/tmp/narwhal-test.sock"},

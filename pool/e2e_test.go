@@ -666,7 +666,7 @@ func TestAutoFromCPURequest(t *testing.T) {
 	p, _ := pool(t, []string{"NARWHAL_WORKERS=auto", "NARWHAL_CPUS=1500m", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=1ms"},
 		"sleep", "1000")
 	waitEvents(t, p, "ready", 2)
-	if !strings.Contains(p.Stderr(), `"workers":2,"reason":"NARWHAL_CPUS"`) {
+	if !strings.Contains(p.Stderr(), `"workers":2,"max":2,"reason":"NARWHAL_CPUS"`) {
 		t.Errorf("no log line saying NARWHAL_CPUS decided 2 workers:\n%s", p.Stderr())
 	}
 	if n := e2e.Count(p.Stderr(), `"event":"start"`); n != 2 {
