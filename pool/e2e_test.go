@@ -679,9 +679,7 @@ func TestAutoFromCPURequest(t *testing.T) {
 // per window up to 3; once the workers drain the queue and idle, it goes back down to 1.
 func TestRangeEndToEnd(t *testing.T) {
 	e2e.Require(t)
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed")
-	}
+	e2e.Example(t, "python") // python3 must be there, or NARWHAL_E2E=required fails the test
 	open := filepath.Join(t.TempDir(), "open")
 	worker := `import os, socket, time
 while not os.path.exists(os.environ["OPEN"]):

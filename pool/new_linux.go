@@ -246,29 +246,26 @@ func MemoryLimits(cfg *config.Config, fs proc.FS) (maxMemory, budget int64, err 
 
 // Size is the pool's size from NARWHAL_WORKERS: its MIN and MAX (equal without a range), and
 // why, when auto decided a bound. An auto bound that would cross a given one yields to it.
-func Size(cfg *config.Config) (min, max int, why string) {
+func Size(cfg *config.Config) (lo, hi int, why string) {
 	w := cfg.Workers
 	auto := 0
 	if w.Auto() {
 		auto, why = AutoWorkers(int(cfg.CPUs))
 	}
-	min, max = w.Min, w.Max
+	lo, hi = w.Min, w.Max
 	switch {
 	case !w.Range:
-		min = cmp.Or(min, auto)
-		max = min
-	case min == 0 && max == 0:
-		min, max = auto, auto
-	case min == 0:
-		min = minInt(auto, max)
-	case max == 0:
-		max = maxInt(auto, min)
+		lo = cmp.Or(lo, auto)
+		hi = lo
+	case lo == 0 && hi == 0:
+		lo, hi = auto, auto
+	case lo == 0:
+		lo = min(auto, hi)
+	case hi == 0:
+		hi = max(auto, lo)
 	}
-	return min, max, why
+	return lo, hi, why
 }
-
-func minInt(a, b int) int { return min(a, b) }
-func maxInt(a, b int) int { return max(a, b) }
 
 // queued is whether any connection waits in a listener's accept queue now, for the dynamic
 // size; false with nothing to read (unix listeners).
