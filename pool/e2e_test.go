@@ -86,13 +86,14 @@ func TestPoolSharesOneSocket(t *testing.T) {
 }
 
 // TestZeroDowntimeRollingRestarts: ten rolling restarts of four slow-booting workers under
-// continuous load lose no request, replace every PID, and never exceed N + surge processes.
+// continuous load lose no request, replace every PID, and never exceed N + surge processes,
+// with the bundled examples and with the app servers people run, as the README runs them.
 func TestZeroDowntimeRollingRestarts(t *testing.T) {
 	e2e.Require(t)
-	for _, lang := range []string{"go", "node"} {
+	for _, lang := range []string{"go", "node", "gunicorn", "uvicorn", "puma"} {
 		t.Run(lang, func(t *testing.T) {
 			const n, rollouts = 4, 10
-			p, url := pool(t, []string{"NARWHAL_WORKERS=4", "BOOT_DELAY=300ms"}, e2e.Example(t, lang)...)
+			p, url := pool(t, []string{"NARWHAL_WORKERS=4", "BOOT_DELAY=300ms"}, e2e.Server(t, lang)...)
 			waitEvents(t, p, "ready", n)
 			before := map[int]bool{}
 			for i := 0; i < 100 && len(before) < n; i++ {
@@ -119,6 +120,11 @@ func TestZeroDowntimeRollingRestarts(t *testing.T) {
 			if most > n+1 {
 				t.Errorf("up to %d workers at once, want at most N + surge = %d", most, n+1)
 			}
+			// A stopped worker may still answer a connection it accepted while the signal
+			// reached it; the generation check starts once the old workers are gone.
+			if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == n }) {
+				t.Fatalf("%d workers left after the last rollout, want %d", e2e.LiveChildren(p.PID), n)
+			}
 			after := map[int]bool{}
 			for i := 0; i < 200 && len(after) < n; i++ {
 				h := getHello(t, url)
@@ -136,6 +142,61 @@ func TestZeroDowntimeRollingRestarts(t *testing.T) {
 				lang, rollouts, n, took.Round(time.Millisecond), took.Seconds()/rollouts, load.Sent.Load(), load.Failed.Load(), most)
 		})
 	}
+}
+
+// TestGunicornEarlyReadyNotTrusted: gunicorn's master sends READY=1 before its worker has
+// loaded the app. In auto, narwhal waits until it sees the worker accept, so a worker is ready
+// only after the app's boot, and a release that fails at import aborts the rollout while every
+// old worker keeps serving.
+func TestGunicornEarlyReadyNotTrusted(t *testing.T) {
+	e2e.Require(t)
+	cmd := e2e.Server(t, "gunicorn")
+	dir := t.TempDir()
+	app := filepath.Join(dir, "app.py")
+	good, err := os.ReadFile(filepath.Join(cmd[2], "app.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(app, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd[2] = dir // --chdir: the release on disk
+	const boot = time.Second
+	p, url := pool(t, []string{"NARWHAL_WORKERS=2", "BOOT_DELAY=" + boot.String()}, cmd...)
+	waitEvents(t, p, "ready", 2)
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		var ev struct {
+			Event   string
+			Seconds float64
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "ready" && ev.Seconds < boot.Seconds() {
+			t.Errorf("a worker counted ready %.2fs after start, before the app's %s boot: %s", ev.Seconds, boot, line)
+		}
+	}
+	before := map[int]bool{}
+	for i := 0; i < 100 && len(before) < 2; i++ {
+		before[getHello(t, url).PID] = true
+	}
+
+	if err := os.WriteFile(app, []byte("raise RuntimeError('this release is broken at boot')\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := e2e.StartLoad(url, 3, 1)
+	p.Signal(syscall.SIGHUP)
+	waitEvents(t, p, "rollout_aborted", 1)
+	load.Stop()
+	if f := load.Failed.Load(); f != 0 {
+		t.Errorf("%d of %d requests failed during the broken release's rollout:\n%s", f, load.Sent.Load(), load.Errors())
+	}
+	if n := e2e.Count(p.Stderr(), `"event":"stop"`); n != 0 {
+		t.Errorf("%d old workers stopped for a release that never loaded", n)
+	}
+	for i := 0; i < 50; i++ {
+		if h := getHello(t, url); !before[h.PID] || h.Generation != "1" {
+			t.Fatalf("after the abort worker %d of generation %s answered, want one of %v", h.PID, h.Generation, before)
+		}
+	}
+	t.Logf("broken gunicorn release: %d requests, %d failed", load.Sent.Load(), load.Failed.Load())
 }
 
 // TestRolloutAbortsWhenNotReady: new workers that never become ready abort the rollout after

@@ -49,6 +49,37 @@ func Example(t testing.TB, lang string) []string {
 	return []string{filepath.Join(buildDir, "example-go")}
 }
 
+// Server returns the command line that runs the examples' shared app under a real app server
+// (gunicorn, uvicorn, puma), one per narwhal slot on the sockets narwhal passes down, as the
+// README shows it. The Debian packages provide the servers and run them on /usr/bin/python3.
+func Server(t testing.TB, name string) []string {
+	t.Helper()
+	root := moduleRoot()
+	python, ruby := filepath.Join(root, "examples/python"), filepath.Join(root, "examples/ruby")
+	switch name {
+	case "gunicorn":
+		needTool(t, "gunicorn")
+		return []string{"gunicorn", "--chdir", python, "app:app"}
+	case "uvicorn":
+		needModule(t, "/usr/bin/python3", "uvicorn")
+		return []string{"/usr/bin/python3", filepath.Join(python, "uvicorn_serve.py"), "--no-access-log", "--app-dir", python, "--fd", "3", "app:asgi"}
+	case "puma":
+		needTool(t, "puma")
+		return []string{"puma", "--bind-to-activated-sockets", "only", "--config", filepath.Join(ruby, "puma.rb"), filepath.Join(ruby, "config.ru")}
+	}
+	return Example(t, name)
+}
+
+func needModule(t testing.TB, python, module string) {
+	t.Helper()
+	if exec.Command(python, "-c", "import "+module).Run() != nil {
+		if os.Getenv("NARWHAL_E2E") == "required" {
+			t.Fatalf("%s cannot import %s, and NARWHAL_E2E=required", python, module)
+		}
+		t.Skipf("%s cannot import %s", python, module)
+	}
+}
+
 func needTool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
