@@ -770,3 +770,51 @@ while True:
 		t.Fatalf("%d scale-downs once the queue drained, want 2 (from 3 to 1)", e2e.Count(p.Stderr(), `"reason":"idle"`))
 	}
 }
+
+// TestBootAtLowerPriority: a worker boots at nice +10, so a replacement loading its code takes
+// the CPU the serving workers leave, and gets narwhal's priority back when it is ready.
+func TestBootAtLowerPriority(t *testing.T) {
+	e2e.Require(t)
+	gate := filepath.Join(t.TempDir(), "booted")
+	script := fmt.Sprintf(`while [ ! -e %s ]; do sleep 0.02; done; exec %s`, gate, e2e.Example(t, "go")[0])
+	p, _ := pool(t, []string{"NARWHAL_WORKERS=1"}, "sh", "-c", script)
+	waitEvents(t, p, "start", 1)
+	niceOf := func(pid int) int {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return -100
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		n, _ := strconv.Atoi(f[16])
+		return n
+	}
+	base := niceOf(p.PID)
+	if base >= 19 {
+		t.Skip("narwhal runs at the lowest priority already")
+	}
+	nice := func() int {
+		for _, pid := range e2e.Children(p.PID) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 16 {
+				n, _ := strconv.Atoi(f[16])
+				return n
+			}
+		}
+		return -100
+	}
+	if !e2e.Eventually(timeout, func() bool { return nice() == min(base+10, 19) }) {
+		t.Fatalf("booting worker at nice %d, want %d", nice(), min(base+10, 19))
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitEvents(t, p, "ready", 1)
+	if !e2e.Eventually(timeout, func() bool { return nice() == base }) {
+		t.Fatalf("ready worker at nice %d, want narwhal's %d", nice(), base)
+	}
+}

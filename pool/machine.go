@@ -74,6 +74,8 @@ type Effects interface {
 	// Signal sends sig to pid, or to its whole process group, and reports whether any
 	// process received it.
 	Signal(pid int, sig syscall.Signal, group bool) bool
+	// Ready tells the world that pid serves now (it booted at a lower CPU priority).
+	Ready(pid int)
 }
 
 // Params are the settings the machine follows.
@@ -346,6 +348,7 @@ func (m *Machine) MarkReady(now time.Time, pid int) {
 // markReady makes w ready; a replacement takes over its slot and the old worker stops.
 func (m *Machine) markReady(now time.Time, w *Worker) {
 	w.State, w.ReadyAt, w.lastPing = Ready, now, now
+	m.fx.Ready(w.PID)
 	m.Stats.ReadySeconds = append(m.Stats.ReadySeconds, now.Sub(w.Started).Seconds())
 	m.log.Info("worker ready", "event", "ready", "slot", w.Slot, "pid", w.PID, "generation", w.Gen,
 		"seconds", now.Sub(w.Started).Seconds())

@@ -3,6 +3,7 @@ package pool
 import (
 	"io"
 	"log/slog"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ type world struct {
 	next      int
 	spawned   []spawnCall
 	signals   []signalCall
+	ready     []int // the PIDs told they serve, in order
 	failSpawn bool
 	groups    map[int]bool
 }
@@ -34,6 +36,8 @@ func (w *world) Spawn(slot, gen int) (int, error) {
 	w.spawned = append(w.spawned, spawnCall{slot, gen, pid})
 	return pid, nil
 }
+
+func (w *world) Ready(pid int) { w.ready = append(w.ready, pid) }
 
 func (w *world) Signal(pid int, sig syscall.Signal, group bool) bool {
 	w.signals = append(w.signals, signalCall{pid, sig, group})
@@ -585,5 +589,27 @@ func TestRestartWhileReplacing(t *testing.T) {
 		if w.Gen != 2 {
 			t.Errorf("worker %d serves generation %d after the rollout to 2", w.PID, w.Gen)
 		}
+	}
+}
+
+// TestReadyToldOnce: the world hears of each worker that comes to serve, once, when it does
+// (it boots at a lower CPU priority until then), and never of one that did not get there.
+func TestReadyToldOnce(t *testing.T) {
+	h := newHarness(t, params(2))
+	h.m.Start(h.now)
+	first := h.pids(Starting)
+	if len(h.w.ready) != 0 {
+		t.Fatalf("told %v ready before any was", h.w.ready)
+	}
+	h.readyAll()
+	h.m.MarkReady(h.now, first[0]) // a second READY=1
+	if !slices.Equal(h.w.ready, first) {
+		t.Fatalf("told ready %v, want %v", h.w.ready, first)
+	}
+	h.m.Restart(h.now)
+	replacement := h.pids(Starting)
+	h.advance(11 * time.Second) // past ReadyTimeout: the replacement never served
+	if slices.Contains(h.w.ready, replacement[0]) {
+		t.Fatalf("replacement %d that timed out was told ready", replacement[0])
 	}
 }

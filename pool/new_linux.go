@@ -92,6 +92,16 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		queued:    s.queued,
 		parent:    proc.Host.PPID,
 	}
+	if boot := newBootPriority(); boot != nil {
+		s.env.spawn = func(slot, gen int) (int, error) {
+			pid, err := s.start(r, sp, slot, gen)
+			if err == nil {
+				boot.booting(pid)
+			}
+			return pid, err
+		}
+		s.env.ready = boot.serving
+	}
 	if cfg.Ready == "auto" {
 		s.env.accepting = acceptDetector(sockets, cfg.Listen, reuseport)
 		if cred != nil && int(cred.Uid) != os.Getuid() && !proc.Host.HasCapability(capSysPtrace) {

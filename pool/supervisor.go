@@ -34,6 +34,7 @@ const (
 type env struct {
 	now    func() time.Time
 	spawn  func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
+	ready  func(pid int)                    // pid serves now; nil when nothing is to be done
 	signal func(pid int, sig syscall.Signal, group bool) bool
 	scan   func() *proc.Snapshot
 	// container reads the container's memory and accept-queue overflows, with each scan.
@@ -471,4 +472,9 @@ type effects env
 func (e *effects) Spawn(slot, gen int) (int, error) { return e.spawn(slot, gen) }
 func (e *effects) Signal(pid int, sig syscall.Signal, group bool) bool {
 	return e.signal(pid, sig, group)
+}
+func (e *effects) Ready(pid int) {
+	if e.ready != nil {
+		e.ready(pid)
+	}
 }
