@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test bench clean
+.PHONY: build demo test bench bench-peers clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/narwhal .
@@ -25,6 +25,11 @@ test:
 bench:
 	bench/run
 	bench/init
+
+# narwhal beside gunicorn, unicorn, puma, uwsgi and a node-cluster runner through four deploys
+# (healthy, slow boot, broken, hung); installs the servers from Debian. About 40 minutes.
+bench-peers:
+	bench/peers.sh
 
 clean:
 	rm -rf bin
