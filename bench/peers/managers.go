@@ -27,7 +27,7 @@ type row struct {
 	port     int
 	cmd      *exec.Cmd
 	load     *load
-	master   int // the manager's master process now
+	master   int           // the manager's master process now
 	root     string        // the project
 	boot     time.Duration // the app's boot delay
 }
