@@ -741,33 +741,46 @@ func TestAutoFromCPURequest(t *testing.T) {
 func TestRangeEndToEnd(t *testing.T) {
 	e2e.Require(t)
 	e2e.Example(t, "python") // python3 must be there, or NARWHAL_E2E=required fails the test
-	open := filepath.Join(t.TempDir(), "open")
-	worker := `import os, socket, time
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			dir := t.TempDir()
+			open := filepath.Join(dir, "open")
+			worker := `import os, socket, time
 while not os.path.exists(os.environ["OPEN"]):
     time.sleep(0.02)
 s = socket.socket(fileno=3)
 while True:
     s.accept()[0].close()
 `
-	p, url := pool(t, []string{"NARWHAL_WORKERS=1-3", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=1ms",
-		"NARWHAL_SCALE_UP_AFTER=300ms", "NARWHAL_SCALE_DOWN_AFTER=1s", "OPEN=" + open}, "python3", "-c", worker)
-	waitEvents(t, p, "ready", 1)
-	for i := 0; i < 3; i++ {
-		c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-	}
-	waitEvents(t, p, "ready", 3)
-	if n := e2e.Count(p.Stderr(), `"reason":"queue"`); n != 2 {
-		t.Errorf("%d scale-ups for the queue, want 2 (from 1 to 3)", n)
-	}
-	if err := os.WriteFile(open, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if !e2e.Eventually(timeout, func() bool { return e2e.Count(p.Stderr(), `"reason":"idle"`) == 2 }) {
-		t.Fatalf("%d scale-downs once the queue drained, want 2 (from 3 to 1)", e2e.Count(p.Stderr(), `"reason":"idle"`))
+			env := []string{"NARWHAL_WORKERS=1-3", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=1ms",
+				"NARWHAL_SCALE_UP_AFTER=300ms", "NARWHAL_SCALE_DOWN_AFTER=1s", "OPEN=" + open}
+			sock := filepath.Join(dir, "app.sock")
+			if network == "unix" {
+				env = append(env, "NARWHAL_LISTEN=unix://"+sock) // queue length from sock_diag
+			}
+			p, url := pool(t, env, "python3", "-c", worker)
+			if network == "tcp" {
+				sock = strings.TrimPrefix(url, "http://")
+			}
+			waitEvents(t, p, "ready", 1)
+			for i := 0; i < 3; i++ {
+				c, err := net.DialTimeout(network, sock, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+			}
+			waitEvents(t, p, "ready", 3)
+			if n := e2e.Count(p.Stderr(), `"reason":"queue"`); n != 2 {
+				t.Errorf("%d scale-ups for the queue, want 2 (from 1 to 3)", n)
+			}
+			if err := os.WriteFile(open, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if !e2e.Eventually(timeout, func() bool { return e2e.Count(p.Stderr(), `"reason":"idle"`) == 2 }) {
+				t.Fatalf("%d scale-downs once the queue drained, want 2 (from 3 to 1)", e2e.Count(p.Stderr(), `"reason":"idle"`))
+			}
+		})
 	}
 }
 
@@ -793,15 +806,9 @@ func TestBootAtLowerPriority(t *testing.T) {
 	if base >= 19 {
 		t.Skip("narwhal runs at the lowest priority already")
 	}
-	nice := func() int {
+	nice := func() int { // of the one worker
 		for _, pid := range e2e.Children(p.PID) {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-			if err != nil {
-				continue
-			}
-			s := string(b)
-			if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) > 16 {
-				n, _ := strconv.Atoi(f[16])
+			if n := niceOf(pid); n != -100 {
 				return n
 			}
 		}

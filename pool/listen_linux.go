@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,12 +110,12 @@ func CloseAll(ss []*Socket) {
 	}
 }
 
-// Queue reports the connections waiting in the socket's accept queue and the queue's size,
-// from TCP_INFO: for a listening socket the kernel puts them in tcpi_unacked and tcpi_sacked.
-// It is false for a unix socket, which has no TCP_INFO.
+// Queue reports the connections waiting in the socket's accept queue and the queue's size:
+// for TCP from TCP_INFO (for a listening socket the kernel puts them in tcpi_unacked and
+// tcpi_sacked), for a unix socket from sock_diag.
 func (s *Socket) Queue() (queued, backlog int, ok bool) {
 	if s.Network == "unix" {
-		return 0, 0, false
+		return proc.UnixListenQueue(s.Inode)
 	}
 	rc, err := s.ln.(syscall.Conn).SyscallConn()
 	if err != nil {
