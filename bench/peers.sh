@@ -24,13 +24,13 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 
 make -s build
-go build -o bin/peers ./bench/peers
+go build -o bin/bench-driver ./bench/driver
 source bench/lib.sh
 section=$(mktemp)
 tables=$(mktemp)
 trap 'rm -f "$section" "$tables"' EXIT
 
-bin/peers -root . "$@" | tee "$tables"
+bin/bench-driver -root . peers "$@" | tee "$tables"
 [[ $# -eq 0 ]] || exit 0 # a partial run is for looking, not for RESULTS.md
 {
   echo "## Deploys beside the peers"
@@ -43,7 +43,10 @@ bin/peers -root . "$@" | tee "$tables"
   echo "\`examples/ruby/config.ru\`, \`examples/node/server.js\`, \`examples/go\`), loads it for 3 s, then"
   echo "deploys. A restart counts as verified when every worker that answered before it has exited"
   echo "and a new one answers. Latencies are of every request, failed ones included; steady is the"
-  echo "load before the first deploy, during is from the first deploy to the end of the last."
+  echo "load before the first deploy, during is from the first deploy to the end of the last. The max"
+  echo "grows with the number of requests a window holds, and a narwhal rollout, which waits for each"
+  echo "replacement to be ready, holds many more than a peer's; "slowest ms per deploy" is the slowest"
+  echo "request within each deploy (signal to done), the median over the deploys: the fairer tail."
   echo "narwhal runs with NARWHAL_READY_TIMEOUT=10s. Failed means a refused, reset or non-200 request."
   echo
   cat "$tables"

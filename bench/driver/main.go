@@ -1,8 +1,12 @@
-// Command peers runs the same app under narwhal (with each server people run) and under the
-// process managers people would pick instead, on 127.0.0.1, through four deploys: a healthy one,
-// a slow-booting one, one whose new code dies at boot and one whose new code never gets ready.
-// It prints one Markdown table per scenario. bench/peers.sh builds and runs it
-// (`make bench-peers`); every run is bounded in time.
+// Command bench-driver runs the benchmarks that need a clock of their own, on 127.0.0.1 and
+// bounded in time, and prints Markdown tables:
+//
+//   - peers: the same app under narwhal (with each server people run) and under the process
+//     managers people would pick instead, through four deploys: a healthy one, a slow-booting
+//     one, one whose new code dies at boot and one whose new code never gets ready
+//     (bench/peers.sh, `make bench-peers`);
+//   - scale: a load that steps up and down against a pool sized by narwhal from its accept
+//     queue, beside fixed pools of its MIN and MAX (bench/scale.sh).
 package main
 
 import (
@@ -41,27 +45,44 @@ var scenarios = []scenario{
 }
 
 func main() {
-	only := flag.String("scenarios", "abcd", "which scenarios to run")
-	match := flag.String("rows", "", "run only the rows whose name contains this")
 	root := flag.String("root", ".", "the project's root (bin/narwhal and examples/ under it)")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: bench-driver [-root DIR] peers [-scenarios abcd] [-rows TEXT] | scale")
+	}
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	abs, err := filepath.Abs(*root)
 	if err != nil {
 		log.Fatal(err)
 	}
+	switch flag.Arg(0) {
+	case "peers":
+		peers(abs, flag.Args()[1:])
+	case "scale":
+		scale(abs)
+	default:
+		flag.Usage()
+		os.Exit(2)
+	}
+}
+
+func peers(root string, args []string) {
+	fs := flag.NewFlagSet("peers", flag.ExitOnError)
+	only := fs.String("scenarios", "abcd", "which scenarios to run")
+	match := fs.String("rows", "", "run only the rows whose name contains this")
+	fs.Parse(args)
 	for _, sc := range scenarios {
 		if !strings.Contains(*only, sc.key) {
 			continue
 		}
 		fmt.Printf("### %s\n\n", sc.title)
-		fmt.Println("| manager | restart | restarts verified | sent | failed | p50 ms | p99 ms steady | p99 ms during | max ms during | rollout s | req/s |")
-		fmt.Println("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Println("| manager | restart | restarts verified | sent | failed | p50 ms | p99 ms steady | p99 ms during | max ms during | slowest ms per deploy | rollout s | req/s |")
+		fmt.Println("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, m := range managers {
 			if *match != "" && !strings.Contains(m.name+" "+m.how, *match) {
 				continue
 			}
-			res, err := run(m, sc, abs)
+			res, err := run(m, sc, root)
 			if err != nil {
 				log.Printf("%s (%s): %v", m.name, m.how, err)
 			}
@@ -77,17 +98,17 @@ type result struct {
 	verified                          string
 	sent, failed                      int
 	p50, p99Steady, p99During, maxDur float64
-	rollout                           string
+	worst, rollout                    string
 	rps                               float64
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("| %s | %s | %s | %d | %d | %.1f | %.1f | %.1f | %.0f | %s | %.0f |",
-		r.m.name, r.m.how, r.verified, r.sent, r.failed, r.p50, r.p99Steady, r.p99During, r.maxDur, r.rollout, r.rps)
+	return fmt.Sprintf("| %s | %s | %s | %d | %d | %.1f | %.1f | %.1f | %.0f | %s | %s | %.0f |",
+		r.m.name, r.m.how, r.verified, r.sent, r.failed, r.p50, r.p99Steady, r.p99During, r.maxDur, r.worst, r.rollout, r.rps)
 }
 
 func run(m *manager, sc scenario, root string) (res result, err error) {
-	res = result{m: m, verified: "not run", rollout: "-"}
+	res = result{m: m, verified: "not run", worst: "-", rollout: "-"}
 	tmp, err := os.MkdirTemp("", "narwhal-peers-")
 	if err != nil {
 		return res, err
@@ -123,14 +144,19 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 	time.Sleep(3 * time.Second) // steady state
 	first := time.Now()
 	var took []time.Duration
+	var windows [][2]time.Time // each deploy that was done, from its signal to its end
+	done := func(d time.Duration, at time.Time) {
+		took = append(took, d)
+		windows = append(windows, [2]time.Time{at, at.Add(d)})
+	}
 	verified := 0
 	switch sc.bad {
 	case "":
 		restartTimeout = 30*time.Second + 4*sc.boot
 		for range sc.restarts {
-			if d, ok := restart(r); ok {
+			if at, d, ok := restart(r); ok {
 				verified++
-				took = append(took, d)
+				done(d, at)
 			}
 			time.Sleep(2 * time.Second) // between deploys, as a deploy pipeline would leave
 		}
@@ -141,7 +167,7 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 			return res, err
 		}
 		old := r.load.since(time.Now().Add(-time.Second))
-		_, replaced := restart(r)
+		_, _, replaced := restart(r)
 		kept := 0
 		for pid := range old {
 			if alive(pid) {
@@ -152,9 +178,9 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 			return res, err
 		}
 		restartTimeout = 30 * time.Second
-		d, fixed := restart(r)
+		at, d, fixed := restart(r)
 		if fixed {
-			took = append(took, d)
+			done(d, at)
 		}
 		res.verified = fmt.Sprintf("bad release: %s; fix: %s",
 			map[bool]string{true: "replaced the old workers", false: fmt.Sprintf("%d of %d old workers kept", kept, len(old))}[replaced],
@@ -174,14 +200,22 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 	if len(took) > 0 {
 		slices.Sort(took)
 		res.rollout = fmt.Sprintf("%.1f", took[len(took)/2].Seconds())
+		// The slowest request of each deploy, the median over deploys: unlike the max, it
+		// does not grow with the number of requests a long rollout takes.
+		var worst []float64
+		for _, w := range windows {
+			worst = append(worst, percentile(between(reqs, w[0], w[1]), 100))
+		}
+		slices.Sort(worst)
+		res.worst = fmt.Sprintf("%.0f", worst[len(worst)/2])
 	}
 	return res, nil
 }
 
 // restart triggers one deploy and waits until it is done: every worker that answered in the
-// second before has exited, and a new one answers. It returns how long that took, or false
-// when it was not done within restartTimeout.
-func restart(r *row) (time.Duration, bool) {
+// second before has exited, and a new one answers. It returns when it began and how long it
+// took, or false when it was not done within restartTimeout.
+func restart(r *row) (time.Time, time.Duration, bool) {
 	old := r.load.since(time.Now().Add(-time.Second))
 	start := time.Now()
 	deadline := start.Add(restartTimeout)
@@ -200,11 +234,11 @@ func restart(r *row) (time.Duration, bool) {
 			fresh = fresh || !old[pid]
 		}
 		if gone && fresh && len(old) > 0 {
-			return time.Since(start), true
+			return start, time.Since(start), true
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return 0, false
+	return start, 0, false
 }
 
 // stop ends the manager and everything it started: its process group gets SIGTERM, then

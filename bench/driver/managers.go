@@ -40,9 +40,14 @@ func signalCmd(sig syscall.Signal) func(r *row) error {
 }
 
 func (r *row) command(env []string, args ...string) *exec.Cmd {
+	return execIn(r.rel, append([]string{"BOOT_DELAY=" + r.boot.String(), "WORKERS=4"}, env...), args...)
+}
+
+// execIn is a command run in dir with the benchmark's environment and env.
+func execIn(dir string, env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = r.rel
-	cmd.Env = append(append(os.Environ(), "BOOT_DELAY="+r.boot.String(), "WORKERS=4"), env...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	return cmd
 }
 
@@ -108,7 +113,7 @@ var managers = []*manager{
 	{
 		name: "node cluster", app: "node", how: "HUP (rolling)",
 		start: func(r *row) *exec.Cmd {
-			return r.command([]string{"PORT=" + strconv.Itoa(r.port)}, "node", filepath.Join(r.root, "bench/peers/cluster.js"), "server.js")
+			return r.command([]string{"PORT=" + strconv.Itoa(r.port)}, "node", filepath.Join(r.root, "bench/driver/cluster.js"), "server.js")
 		},
 		restart: signalCmd(syscall.SIGHUP),
 	},
