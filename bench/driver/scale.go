@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ var steps = []step{{20, 10 * time.Second}, {120, 20 * time.Second}, {20, 20 * ti
 // scale runs the stepped load against narwhal pools of gunicorn workers: fixed at MIN, fixed at
 // MAX, and the range MIN-MAX that narwhal sizes from the accept queue.
 func scale(root string) {
-	fmt.Printf("Load: %s, each request on a fresh connection, sent on schedule whatever the answers (open loop).\n\n", describeSteps())
+	fmt.Printf("Load: %s, Poisson arrivals, each request on a fresh connection, sent on schedule whatever the answers (open loop).\n\n", describeSteps())
 	fmt.Println("| pool | sent | failed | p50 ms | p99 ms | p99 ms at 120/s | workers | worker-seconds |")
 	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
 	var timeline string
@@ -133,8 +134,10 @@ func openLoop(url string) (reqs []request, highFrom, highTo time.Time) {
 		if s == top {
 			highFrom = from
 		}
-		every := time.Second / time.Duration(s.rate)
-		for next := from; next.Before(from.Add(s.d)); next = next.Add(every) {
+		// Poisson arrivals, as from many independent users: evenly spaced ones would never
+		// queue while the pool keeps up, which flatters any size.
+		mean := float64(time.Second) / float64(s.rate)
+		for next := from; next.Before(from.Add(s.d)); next = next.Add(time.Duration(rand.ExpFloat64() * mean)) {
 			time.Sleep(time.Until(next))
 			wg.Add(1)
 			go func(start time.Time) {
