@@ -37,7 +37,7 @@ bin/bench-driver -root . peers "$@" | tee "$tables"
   echo
   echo "Run by \`bench/peers.sh\` on $(nproc) cores, $(uname -r), $(go version | cut -d' ' -f3), $(date -u +%Y-%m-%d);"
   echo "gunicorn $(gunicorn --version | cut -d' ' -f3 | tr -d '()'), uvicorn $(/usr/bin/python3 -c 'import uvicorn; print(uvicorn.__version__)'),"
-  echo "puma $(puma --version | cut -d' ' -f3), unicorn $(unicorn -v | cut -d' ' -f3), uwsgi $(uwsgi --version), node $(node --version)."
+  echo "puma $(puma --version | cut -d' ' -f3), unicorn $(unicorn -v | cut -d' ' -f2), uwsgi $(uwsgi --version), node $(node --version)."
   echo
   echo "Each row starts the manager with 4 workers of the same app (\`examples/python/app.py\`,"
   echo "\`examples/ruby/config.ru\`, \`examples/node/server.js\`, \`examples/go\`), loads it for 3 s, then"

@@ -233,7 +233,7 @@ func restart(r *row) (time.Time, time.Duration, bool) {
 		for pid := range r.load.since(start) {
 			fresh = fresh || !old[pid]
 		}
-		if gone && fresh && len(old) > 0 {
+		if gone && fresh { // with no old worker answering (an outage), any answer is new
 			return start, time.Since(start), true
 		}
 		time.Sleep(10 * time.Millisecond)
