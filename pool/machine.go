@@ -377,7 +377,7 @@ func (m *Machine) Ping(now time.Time, pid int) {
 
 // Exited records the end of pid with its exit code; oom says the kernel's OOM killer ended it.
 // An OOM kill of a worker nobody asked to stop is restarted as a crash is, under its own name.
-func (m *Machine) Exited(now time.Time, pid, code int, oom bool) {
+func (m *Machine) Exited(now time.Time, pid, code int, oom bool, attrs ...any) {
 	w := m.workers[pid]
 	if w == nil {
 		return
@@ -407,8 +407,8 @@ func (m *Machine) Exited(now time.Time, pid, code int, oom bool) {
 	case ReasonOOM:
 		level, msg = slog.LevelWarn, "worker killed by the kernel's OOM killer: the container's memory limit was reached"
 	}
-	m.log.Log(context.Background(), level, msg, "event", "exit", "slot", w.Slot, "pid", pid, "generation", w.Gen,
-		"code", code, "reason", reason)
+	m.log.Log(context.Background(), level, msg, append([]any{"event", "exit", "slot", w.Slot, "pid", pid,
+		"generation", w.Gen, "code", code, "reason", reason}, attrs...)...)
 	switch {
 	case m.stopping, w.reason != "":
 	case w.State == Starting:

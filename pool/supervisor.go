@@ -169,7 +169,13 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	case syscall.Signal:
 		s.signal(now, ev)
 	case exitEvent:
-		s.m.Exited(now, ev.pid, ev.code, s.oomKilled(now, ev.code))
+		if s.oomKilled(now, ev.code) {
+			// The figures a reader needs to size the limit or the budget, from the last scan.
+			s.m.Exited(now, ev.pid, ev.code, true, "rss_bytes", s.usage[ev.pid].RSSBytes,
+				"memory_limit_bytes", s.whole.Memory.Limit, "memory_working_set_bytes", s.whole.Memory.WorkingSet)
+		} else {
+			s.m.Exited(now, ev.pid, ev.code, false)
+		}
 	case notifyEvent:
 		s.handleNotify(now, ev)
 	case stopEvent:

@@ -457,6 +457,9 @@ func TestOOMKillNamed(t *testing.T) {
 	if !strings.Contains(s.log.String(), `"reason":"oom"`) || !strings.Contains(s.log.String(), "OOM killer") {
 		t.Errorf("the OOM kill is not named in the log:\n%s", s.log.String())
 	}
+	if !strings.Contains(s.log.String(), `"memory_limit_bytes":1073741824,"memory_working_set_bytes":1048576`) {
+		t.Errorf("the OOM kill's log line lacks the container's memory figures:\n%s", s.log.String())
+	}
 	// A kill counted long before the exit belonged to another process.
 	s.f.oomKills = 9
 	s.at(t0.Add(2*time.Second), nil) // a scan notes it
