@@ -531,6 +531,9 @@ exec %[2]s`, mark, e2e.Example(t, "go")[0])
 	if !strings.Contains(p.Stderr(), `"reason":"oom"`) {
 		t.Fatalf("no exit with reason oom:\n%s", p.Stderr())
 	}
+	if !strings.Contains(p.Stderr(), fmt.Sprintf(`"memory_limit_bytes":%d`, 100<<20)) {
+		t.Errorf("the OOM kill's line does not give the container's limit:\n%s", p.Stderr())
+	}
 	exits := map[string]float64{}
 	for _, m := range scrape(t, p.metrics)["narwhal_worker_exits_total"].GetMetric() {
 		exits[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
