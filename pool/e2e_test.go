@@ -144,6 +144,20 @@ func TestZeroDowntimeRollingRestarts(t *testing.T) {
 	}
 }
 
+// abortedUnderLoad starts a rolling restart under load, waits for it to abort, and fails the
+// test for any request lost meanwhile.
+func abortedUnderLoad(t *testing.T, p *e2e.Proc, url string) *e2e.Load {
+	t.Helper()
+	load := e2e.StartLoad(url, 3, 1)
+	p.Signal(syscall.SIGHUP)
+	waitEvents(t, p, "rollout_aborted", 1)
+	load.Stop()
+	if f := load.Failed.Load(); f != 0 {
+		t.Errorf("%d of %d requests failed during the aborted rollout:\n%s", f, load.Sent.Load(), load.Errors())
+	}
+	return load
+}
+
 // TestGunicornEarlyReadyNotTrusted: gunicorn's master sends READY=1 before its worker has
 // loaded the app. In auto, narwhal waits until it sees the worker accept, so a worker is ready
 // only after the app's boot, and a release that fails at import aborts the rollout while every
@@ -181,13 +195,7 @@ func TestGunicornEarlyReadyNotTrusted(t *testing.T) {
 	if err := os.WriteFile(app, []byte("raise RuntimeError('this release is broken at boot')\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	load := e2e.StartLoad(url, 3, 1)
-	p.Signal(syscall.SIGHUP)
-	waitEvents(t, p, "rollout_aborted", 1)
-	load.Stop()
-	if f := load.Failed.Load(); f != 0 {
-		t.Errorf("%d of %d requests failed during the broken release's rollout:\n%s", f, load.Sent.Load(), load.Errors())
-	}
+	load := abortedUnderLoad(t, p, url)
 	if n := e2e.Count(p.Stderr(), `"event":"stop"`); n != 0 {
 		t.Errorf("%d old workers stopped for a release that never loaded", n)
 	}
@@ -211,13 +219,7 @@ func TestRolloutAbortsWhenNotReady(t *testing.T) {
 	if err := os.WriteFile(broken, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	load := e2e.StartLoad(url, 3, 1)
-	p.Signal(syscall.SIGHUP)
-	waitEvents(t, p, "rollout_aborted", 1)
-	load.Stop()
-	if f := load.Failed.Load(); f != 0 {
-		t.Errorf("%d of %d requests failed during the aborted rollout:\n%s", f, load.Sent.Load(), load.Errors())
-	}
+	load := abortedUnderLoad(t, p, url)
 	if h := getHello(t, url); h.Generation != "1" {
 		t.Errorf("after the abort generation %s answered, want 1", h.Generation)
 	}

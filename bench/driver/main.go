@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
 const readyTimeout = 10 * time.Second // narwhal's NARWHAL_READY_TIMEOUT in this benchmark
@@ -168,9 +170,9 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 		}
 		old := r.load.since(time.Now().Add(-time.Second))
 		_, _, replaced := restart(r)
-		kept := 0
+		kept, snap := 0, proc.Host.Snapshot()
 		for pid := range old {
-			if alive(pid) {
+			if alive(snap, pid) {
 				kept++
 			}
 		}
@@ -225,9 +227,9 @@ func restart(r *row) (time.Time, time.Duration, bool) {
 		}
 	}()
 	for time.Now().Before(deadline) {
-		gone := true
+		gone, snap := true, proc.Host.Snapshot()
 		for pid := range old {
-			gone = gone && !alive(pid)
+			gone = gone && !alive(snap, pid)
 		}
 		fresh := false
 		for pid := range r.load.since(start) {

@@ -6,9 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
 // A row of the table: a process manager running the app, and how a deploy restarts it.
@@ -144,8 +145,9 @@ func reexec(stop syscall.Signal) func(r *row) error {
 			return err
 		}
 		for deadline := time.Now().Add(restartTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			for _, c := range children(old) {
-				if len(children(c)) >= 4 {
+			snap := proc.Host.Snapshot()
+			for _, c := range children(snap, old) {
+				if len(children(snap, c)) >= 4 {
 					r.master = c
 					return syscall.Kill(old, stop)
 				}
@@ -155,42 +157,18 @@ func reexec(stop syscall.Signal) func(r *row) error {
 	}
 }
 
-// children lists the live children of pid.
-func children(pid int) []int {
+// children lists the live children of pid, as snap saw them.
+func children(snap *proc.Snapshot, pid int) []int {
 	var out []int
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		c, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := stat(c); ok && st.ppid == pid && st.state != "Z" {
+	for _, c := range snap.Children(pid) {
+		if alive(snap, c) {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-type procStat struct {
-	state string
-	ppid  int
-}
-
-func stat(pid int) (procStat, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, false
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 2 {
-		return procStat{}, false
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return procStat{state: f[0], ppid: ppid}, true
-}
-
-func alive(pid int) bool {
-	st, ok := stat(pid)
-	return ok && st.state != "Z"
+func alive(snap *proc.Snapshot, pid int) bool {
+	st, ok := snap.Stat(pid)
+	return ok && st.State != 'Z'
 }

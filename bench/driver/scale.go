@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
 // A step of the open-loop load: this many requests a second, for this long.
@@ -97,7 +99,7 @@ func scaleRun(root, workers string) (string, string, error) {
 				t.Stop()
 				return
 			case <-t.C:
-				sizes = append(sizes, len(children(cmd.Process.Pid)))
+				sizes = append(sizes, len(children(proc.Host.Snapshot(), cmd.Process.Pid)))
 			}
 		}
 	}()

@@ -48,6 +48,7 @@ func (fs FS) Namespace(kind string) string {
 
 // Stat is what narwhal reads from /proc/PID/stat.
 type Stat struct {
+	State        byte // R, S, D, Z (a zombie), …
 	PPID, PGRP   int
 	UTime, STime uint64 // clock ticks
 	RSSPages     int64
@@ -65,7 +66,7 @@ func ParseStat(stat string) (Stat, error) {
 	if len(f) < 22 {
 		return Stat{}, fmt.Errorf("stat: %d fields after the command name, want at least 22", len(f))
 	}
-	var s Stat
+	s := Stat{State: f[0][0]}
 	var errs [5]error
 	s.PPID, errs[0] = strconv.Atoi(f[1])
 	s.PGRP, errs[1] = strconv.Atoi(f[2])
@@ -177,6 +178,9 @@ func (s *Snapshot) Stat(pid int) (Stat, bool) {
 	st, ok := s.procs[pid]
 	return st, ok
 }
+
+// Children lists pid's children, zombies included (their State is 'Z').
+func (s *Snapshot) Children(pid int) []int { return s.children[pid] }
 
 // Tree lists pid, if it was seen, and its descendants, breadth first. A PID reused while /proc
 // was read could make a cycle, so each is visited once.

@@ -188,8 +188,8 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.PPID != 1 || s.PGRP != 4242 || s.UTime != 151 || s.STime != 37 || s.RSSPages != 6718 {
-		t.Errorf("ParseStat = %+v, want ppid 1, pgrp 4242, utime 151, stime 37, rss 6718", s)
+	if s.State != 'S' || s.PPID != 1 || s.PGRP != 4242 || s.UTime != 151 || s.STime != 37 || s.RSSPages != 6718 {
+		t.Errorf("ParseStat = %+v, want state S, ppid 1, pgrp 4242, utime 151, stime 37, rss 6718", s)
 	}
 	for _, bad := range []string{"", "1 (x) S 1 2 3", "1 no parens", "1 (x) S y 1 1 0 -1 0 0 0 0 0 a b 0 0 0 0 0 0 0 0 c"} {
 		if _, err := ParseStat(bad); err == nil {
