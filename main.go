@@ -19,6 +19,7 @@ import (
 	"github.com/narwhal-init/narwhal/control"
 	pid1 "github.com/narwhal-init/narwhal/init"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
+	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/pool"
 	"golang.org/x/sys/unix"
@@ -124,7 +125,9 @@ func run(args []string) int {
 		// of that very thread would be needed to go on.
 		runtime.UnlockOSThread()
 	}
-	return pid1.Run(cfg, newLogger(cfg, os.Stderr), argv, earlysig.C, buildVersion())
+	// narwhal's log lines and its workers' labelled lines share stderr's lock, so none interleave.
+	_, stderr := output.Std()
+	return pid1.Run(cfg, newLogger(cfg, stderr), argv, earlysig.C, buildVersion())
 }
 
 // client runs --status, --drain or --healthcheck against the running narwhal: exit 0 on

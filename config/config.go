@@ -45,6 +45,7 @@ type Config struct {
 	WorkerUser     string    `env:"WORKER_USER" split_words:"true" type:"name|uid" desc:"user workers run as"`
 	WorkerGroup    string    `env:"WORKER_GROUP" split_words:"true" type:"name|gid" desc:"group workers run as"`
 	PreStart       Command   `env:"PRE_START" split_words:"true" type:"command" desc:"command run to completion before the first worker (split like a shell, no shell); non-zero exit stops narwhal with its code"`
+	WorkerOutput   Choice    `env:"WORKER_OUTPUT" split_words:"true" default:"inherit" choices:"inherit|json|text" desc:"workers' stdout and stderr: inherit (narwhal's own), or read by narwhal and written one whole line at a time, labelled with slot, generation and PID, as json or text"`
 
 	RestartDelay    Duration `env:"RESTART_DELAY" split_words:"true" default:"100ms" type:"duration" desc:"first delay before restarting a crashed worker; doubles per crash"`
 	RestartDelayMax Duration `env:"RESTART_DELAY_MAX" split_words:"true" default:"30s" type:"duration" desc:"longest delay between restarts of a crashing worker"`

@@ -13,6 +13,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/command"
+	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
@@ -69,7 +70,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	sp := &spawner{
 		argv: argv, self: self, sockets: sockets, reuseport: reuseport,
-		dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: environ,
+		dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: environ, output: string(cfg.WorkerOutput),
 	}
 	if cfg.WorkerTimeout > 0 {
 		sp.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
@@ -157,24 +158,36 @@ func acceptDetector(sockets []*Socket, listen config.Listeners, reuseport bool) 
 }
 
 // start spawns a worker through the reaper, which registers it before it can exit; its exit
-// and the lines of its notify pipe come back to the loop as events.
+// and the lines of its notify pipe come back to the loop as events. With NARWHAL_WORKER_OUTPUT
+// json or text, its exit comes back only once its last lines are written (or after
+// drainTimeout, while narwhal's own output stays blocked).
 func (s *Supervisor) start(r *reaper.Reaper, sp *spawner, slot, gen int) (int, error) {
-	var notifyR *os.File
-	pid, exited, err := r.Start(func() (int, error) {
-		pid, pipe, err := sp.spawn(slot, gen)
-		notifyR = pipe
+	var pipes workerPipes
+	pid, exited, err := r.Start(func() (pid int, err error) {
+		pid, pipes, err = sp.spawn(slot, gen)
 		return pid, err
 	})
 	if err != nil {
 		return 0, err
 	}
+	var out *output.Worker
+	if pipes.stdout != nil {
+		stdout, stderr := output.Std()
+		out = output.Follow(sp.output, output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.stdout, pipes.stderr, stdout, stderr)
+	}
 	go func() {
 		ex := <-exited
+		if out != nil {
+			out.Drain(drainTimeout)
+		}
 		s.events <- exitEvent{pid: pid, code: ex.Code()}
 	}()
-	go readPipe(notifyR, pid, s.events)
+	go readPipe(pipes.notify, pid, s.events)
 	return pid, nil
 }
+
+// drainTimeout bounds how long a worker's exit waits for its last lines to be written.
+const drainTimeout = 5 * time.Second
 
 // signal sends sig to pid, or to its process group, and reports whether anything received it.
 func signal(log *slog.Logger, pid int, sig syscall.Signal, group bool) bool {

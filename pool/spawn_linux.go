@@ -30,6 +30,7 @@ type spawner struct {
 	cred      *syscall.Credential
 	notify    string // NOTIFY_SOCKET
 	watchdog  string // WATCHDOG_USEC, empty when off
+	output    string // NARWHAL_WORKER_OUTPUT
 	env       []string
 }
 
@@ -49,18 +50,63 @@ func baseEnv(environ []string) []string {
 	return out
 }
 
-// spawn forks a worker for slot in generation gen. It returns the worker's PID and the read end
-// of its NARWHAL_NOTIFY_FD pipe. It must run inside reaper.Start.
-func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
+// workerPipes are the read ends of a new worker's pipes.
+type workerPipes struct {
+	notify         *os.File // NARWHAL_NOTIFY_FD
+	stdout, stderr *os.File // nil with NARWHAL_WORKER_OUTPUT=inherit
+}
+
+func (p workerPipes) close() {
+	for _, f := range []*os.File{p.notify, p.stdout, p.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// pipe makes a pipe whose read end goes through Go's poller and whose write end, the worker's,
+// blocks as a worker expects.
+func pipe(name string) (*os.File, int, error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		return 0, nil, fmt.Errorf("notify pipe: %w", err)
+		return nil, 0, fmt.Errorf("%s pipe: %w", name, err)
 	}
-	unix.SetNonblock(p[0], true) // the reader goes through Go's poller; the worker's end blocks
-	r := os.NewFile(uintptr(p[0]), "notify")
-	defer unix.Close(p[1])
+	unix.SetNonblock(p[0], true)
+	return os.NewFile(uintptr(p[0]), name), p[1], nil
+}
 
+// spawn forks a worker for slot in generation gen. It returns the worker's PID and the read
+// ends of its pipes. It must run inside reaper.Start.
+func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 	files := []uintptr{0, 1, 2}
+	var ours []int // the worker's ends, closed here once it has them
+	defer func() {
+		for _, fd := range ours {
+			unix.Close(fd)
+		}
+		if err != nil {
+			pipes.close()
+		}
+	}()
+	if s.output == "json" || s.output == "text" {
+		var w1, w2 int
+		if pipes.stdout, w1, err = pipe("stdout"); err != nil {
+			return 0, pipes, err
+		}
+		ours = append(ours, w1)
+		if pipes.stderr, w2, err = pipe("stderr"); err != nil {
+			return 0, pipes, err
+		}
+		ours = append(ours, w2)
+		files[1], files[2] = uintptr(w1), uintptr(w2)
+	}
+	notify, w, err := pipe("notify")
+	if err != nil {
+		return 0, pipes, err
+	}
+	pipes.notify = notify
+	ours = append(ours, w)
+
 	env := append([]string(nil), s.env...)
 	env = append(env,
 		"NARWHAL_WORKER_ID="+strconv.Itoa(slot),
@@ -81,24 +127,20 @@ func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
 		env = append(env, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
 		path, argv = s.self, append([]string{ShimArg0}, s.argv...)
 	} else {
-		var err error
 		if path, err = command.LookIn(s.argv[0], s.dir); err != nil {
-			r.Close()
-			return 0, nil, err
+			return 0, pipes, err
 		}
 	}
-	files = append(files, uintptr(p[1]))
+	files = append(files, uintptr(w))
 	env = append(env, "NARWHAL_NOTIFY_FD="+strconv.Itoa(len(files)-1))
 
 	dir := ""
 	if s.dir != "" {
-		var err error
 		if dir, err = filepath.EvalSymlinks(s.dir); err != nil {
-			r.Close()
-			return 0, nil, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
+			return 0, pipes, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
 		}
 	}
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+	pid, err = syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: files,
@@ -109,10 +151,9 @@ func (s *spawner) spawn(slot, gen int) (int, *os.File, error) {
 		},
 	})
 	if err != nil {
-		r.Close()
-		return 0, nil, fmt.Errorf("start %s: %w", s.argv[0], err)
+		return 0, pipes, fmt.Errorf("start %s: %w", s.argv[0], err)
 	}
-	return pid, r, nil
+	return pid, pipes, nil
 }
 
 // credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP; numbers need no

@@ -107,9 +107,11 @@ func moduleRoot() string {
 type Options struct {
 	Env   []string  // added to the test's environment
 	Stdin io.Reader // nil is /dev/null
-	Dir   string
-	NoNS  bool   // run narwhal as a plain child (a subreaper, not PID 1)
-	Bin   string // the narwhal binary; Binary(t) when empty
+	// Stdout, when set, is narwhal's stdout instead of a buffer that Stdout() returns.
+	Stdout *os.File
+	Dir    string
+	NoNS   bool   // run narwhal as a plain child (a subreaper, not PID 1)
+	Bin    string // the narwhal binary; Binary(t) when empty
 	// Cgroup is a cgroup directory narwhal starts in, so that every worker is in it too.
 	Cgroup string
 }
@@ -151,6 +153,9 @@ func Start(t testing.TB, o Options, args ...string) *Proc {
 	cmd.Stdin = o.Stdin
 	p := &Proc{t: t, cmd: cmd, stdout: newLines(), stderr: newLines(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if o.Stdout != nil {
+		cmd.Stdout = o.Stdout
+	}
 	// Own process group, so that cleanup can kill whatever narwhal leaves.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.Started = time.Now()

@@ -17,11 +17,6 @@ import (
 	"time"
 )
 
-var (
-	exampleOnce sync.Once
-	exampleErr  error
-)
-
 // Example returns the command line of the bundled example worker in lang (go, node, python),
 // building the Go one once.
 func Example(t testing.TB, lang string) []string {
@@ -35,18 +30,41 @@ func Example(t testing.TB, lang string) []string {
 		needTool(t, "python3")
 		return []string{"python3", filepath.Join(root, "examples/python/server.py")}
 	}
+	return []string{buildTool(t, "example-go", "./examples/go")}
+}
+
+// Chatter returns the command line of internal/e2e/chatter, a worker that only writes lines,
+// built once, with args.
+func Chatter(t testing.TB, args ...string) []string {
+	t.Helper()
+	return append([]string{buildTool(t, "chatter", "./internal/e2e/chatter")}, args...)
+}
+
+var (
+	builtMu sync.Mutex
+	built   = map[string]error{}
+)
+
+// buildTool builds the package pkg of this module as buildDir/name, once per test binary.
+func buildTool(t testing.TB, name, pkg string) string {
+	t.Helper()
 	Binary(t) // makes buildDir
-	exampleOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "example-go"), "./examples/go")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			exampleErr = fmt.Errorf("build example: %v\n%s", err, out)
+	out := filepath.Join(buildDir, name)
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	err, ok := built[name]
+	if !ok {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = moduleRoot()
+		if msg, e := cmd.CombinedOutput(); e != nil {
+			err = fmt.Errorf("build %s: %v\n%s", pkg, e, msg)
 		}
-	})
-	if exampleErr != nil {
-		t.Fatal(exampleErr)
+		built[name] = err
 	}
-	return []string{filepath.Join(buildDir, "example-go")}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // Server returns the command line that runs the examples' shared app under a real app server
