@@ -6,7 +6,9 @@
 //     one, one whose new code dies at boot and one whose new code never gets ready
 //     (bench/peers.sh, `make bench-peers`);
 //   - scale: a load that steps up and down against a pool sized by narwhal from its accept
-//     queue, beside fixed pools of its MIN and MAX (bench/scale.sh).
+//     queue, beside fixed pools of its MIN and MAX (bench/scale.sh);
+//   - output: workers writing lines as fast as they can, through narwhal
+//     (NARWHAL_WORKER_OUTPUT=json, text) or straight to its stdout (inherit) (bench/output.sh).
 package main
 
 import (
@@ -49,7 +51,7 @@ var scenarios = []scenario{
 func main() {
 	root := flag.String("root", ".", "the project's root (bin/narwhal and examples/ under it)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: bench-driver [-root DIR] peers [-scenarios abcd] [-rows TEXT] | scale")
+		fmt.Fprintln(os.Stderr, "usage: bench-driver [-root DIR] peers [-scenarios abcd] [-rows TEXT] | scale | output [-runs N]")
 	}
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -62,6 +64,8 @@ func main() {
 		peers(abs, flag.Args()[1:])
 	case "scale":
 		scale(abs)
+	case "output":
+		output(abs, flag.Args()[1:])
 	default:
 		flag.Usage()
 		os.Exit(2)

@@ -3,6 +3,7 @@ package output
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -140,4 +141,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// BenchmarkEmit is the formatting cost per line, without the pipes' system calls.
+func BenchmarkEmit(b *testing.B) {
+	for _, bc := range []struct{ name, format, line string }{
+		{"json-text-100", "json", strings.Repeat("x", 99)},
+		{"json-object-100", "json", `{"level":"info","msg":"` + strings.Repeat("x", 68) + `"}`},
+		{"text-100", "text", strings.Repeat("x", 99)},
+		{"json-text-8k", "json", strings.Repeat("x", 8<<10-1)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			chunk := []byte(strings.Repeat(bc.line+"\n", max(1, 64<<10/(len(bc.line)+1))))
+			lines := bytes.Count(chunk, []byte("\n"))
+			s := &stream{dest: io.Discard, enc: newEncoder(bc.format == "json", Label{1, 3, 41}, "stdout", time.Now), buf: make([]byte, 2*MaxLine)}
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.n = copy(s.buf, chunk)
+				s.emit(false)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
+		})
+	}
 }

@@ -1,6 +1,9 @@
 package output
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // maxDepth bounds the nesting of a line taken as a JSON object; a deeper one is written as a
 // message, which is still valid JSON.
@@ -137,10 +140,12 @@ func (s *scan) elements(depth int) bool {
 func (s *scan) str() bool {
 	s.i++ // "
 	for s.i < len(s.b) {
+		s.i += plainPrefix(s.b[s.i:])
+		if s.i == len(s.b) {
+			return false
+		}
 		c := s.b[s.i]
 		switch {
-		case plain[c]:
-			s.i++
 		case c == '"':
 			s.i++
 			return true
@@ -236,6 +241,25 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// plainPrefix is how many bytes at the start of b are plain, looking at eight at a time while
+// it can: a word holds none but plain bytes when none is below 0x20, a quote, a backslash or
+// at least 0x80.
+func plainPrefix(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(w uint64) uint64 { return (w - ones) & ^w & highs } // non-zero iff a byte of w is 0
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if (w-ones*0x20)&^w&highs|zero(w^(ones*'"'))|zero(w^(ones*'\\'))|w&highs != 0 {
+			break
+		}
+	}
+	for i < len(b) && plain[b[i]] {
+		i++
+	}
+	return i
+}
+
 const hex = "0123456789abcdef"
 
 // appendString appends b as the contents of a JSON string (without the quotes), any bytes:
@@ -243,11 +267,10 @@ const hex = "0123456789abcdef"
 func appendString(dst, b []byte) []byte {
 	start := 0
 	for i := 0; i < len(b); {
-		c := b[i]
-		if plain[c] {
-			i++
-			continue
+		if i += plainPrefix(b[i:]); i == len(b) {
+			break
 		}
+		c := b[i]
 		if c >= utf8.RuneSelf {
 			r, n := utf8.DecodeRune(b[i:])
 			if r != utf8.RuneError || n != 1 {

@@ -246,3 +246,23 @@ func (s *Snapshot) Usage(pid int) Usage {
 
 // CPUSeconds is the process's own CPU time, user and system.
 func (st Stat) CPUSeconds() float64 { return float64(st.UTime+st.STime) / ClockTicks }
+
+// PeakRSS is the most resident memory pid has held (VmHWM), for the benchmarks.
+func (fs FS) PeakRSS(pid int) (int64, bool) {
+	b, err := os.ReadFile(fs.pidPath(pid, "status"))
+	if err != nil {
+		return 0, false
+	}
+	return parseStatusBytes(string(b), "VmHWM")
+}
+
+// parseStatusBytes reads a "Key:   123 kB" line of /proc/PID/status text, in bytes.
+func parseStatusBytes(status, key string) (int64, bool) {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
+}

@@ -207,3 +207,16 @@ func TestUsageOfThisProcess(t *testing.T) {
 		t.Errorf("CPU = %f", u.CPUSeconds)
 	}
 }
+
+func TestParseStatusBytes(t *testing.T) {
+	status := "Name:\tnarwhal\nVmPeak:\t 1262944 kB\nVmHWM:\t   11520 kB\nVmRSS:\t   11000 kB\n"
+	if got, ok := parseStatusBytes(status, "VmHWM"); !ok || got != 11520<<10 {
+		t.Errorf("VmHWM = %d, %v; want %d", got, ok, 11520<<10)
+	}
+	if _, ok := parseStatusBytes(status, "VmSwap"); ok {
+		t.Error("a key that is absent was found")
+	}
+	if got, ok := Host.PeakRSS(os.Getpid()); !ok || got < 1<<20 {
+		t.Errorf("this process's peak RSS = %d, %v", got, ok)
+	}
+}
