@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,7 +99,8 @@ func TestDrain(t *testing.T) {
 	defer w.Close() // the descendant's copy: the pipe reaches no EOF before the test says
 	quiet, qw := pipe(t)
 	defer qw.Close()
-	var out, errs syncBuffer
+	// Drain returning, and the end of the pipe, order the stream's writes before the reads here.
+	var out, errs bytes.Buffer
 	f := Follow("text", Label{0, 1, 7}, r, quiet, &out, &errs)
 	w.Write([]byte("one\ntwo\nthe end, unfinished"))
 	if !f.Drain(5 * time.Second) {
@@ -124,23 +124,6 @@ func pipe(t *testing.T) (r, w *os.File) {
 		t.Fatal(err)
 	}
 	return os.NewFile(uintptr(p[0]), "r"), os.NewFile(uintptr(p[1]), "w")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // BenchmarkEmit is the formatting cost per line, without the pipes' system calls.
