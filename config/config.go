@@ -41,6 +41,8 @@ type Config struct {
 	ReadyDelay     Duration  `env:"READY_DELAY" split_words:"true" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
 	ReadyTimeout   Duration  `env:"READY_TIMEOUT" split_words:"true" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
 	RolloutSurge   Int       `env:"ROLLOUT_SURGE" split_words:"true" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
+	Watch          Paths     `env:"WATCH" split_words:"true" type:"list" desc:"files and directories (a mounted ConfigMap, Secret or certificate), comma-separated: a change to a file's content under them starts a rolling restart"`
+	WatchDelay     Duration  `env:"WATCH_DELAY" split_words:"true" default:"2s" type:"duration" desc:"with NARWHAL_WATCH, restart once no further change has come for this long"`
 	WorkerDir      string    `env:"WORKER_DIR" split_words:"true" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`
 	WorkerUser     string    `env:"WORKER_USER" split_words:"true" type:"name|uid" desc:"user workers run as"`
 	WorkerGroup    string    `env:"WORKER_GROUP" split_words:"true" type:"name|gid" desc:"group workers run as"`
@@ -150,6 +152,11 @@ func (c *Config) validate() error {
 		return bad("RESTART_DELAY_MAX", c.RestartDelayMax, fmt.Sprintf("want at least NARWHAL_RESTART_DELAY (%s)", c.RestartDelay))
 	case c.SocketMode == "reuseport" && len(c.Listen) > 0 && c.Listen.FirstTCP() == nil:
 		return bad("LISTEN", c.Listen, "NARWHAL_SOCKET_MODE=reuseport needs at least one TCP listener")
+	}
+	for _, path := range c.Watch {
+		if _, err := os.Stat(path); err != nil {
+			return bad("WATCH", c.Watch, fmt.Sprintf("%s: %v; want existing files or directories", path, errors.Unwrap(err)))
+		}
 	}
 	if strings.HasPrefix(c.ControlSocket, "@") && len(c.ControlSocket) < 2 {
 		return bad("CONTROL_SOCKET", c.ControlSocket, "want a path or @name")

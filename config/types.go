@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -437,3 +438,19 @@ func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 0 && n <= 65535
 }
+
+// Paths is a comma-separated list of files and directories.
+type Paths []string
+
+func (p *Paths) Decode(v string) error {
+	var out Paths
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, filepath.Clean(part))
+		}
+	}
+	*p = out
+	return nil
+}
+
+func (p Paths) String() string { return strings.Join(p, ",") }

@@ -185,7 +185,7 @@ func TestEveryValueReachesNarwhal(t *testing.T) {
 	settings := map[string]any{
 		"workers": "2-8", "cpus": "1500m", "scaleUpAfter": "2s", "scaleDownAfter": "5m", "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
 		"readyDelay": "2s", "readyTimeout": "30s", "rolloutSurge": 2, "workerDir": "/app/current",
-		"workerUser": "65533", "workerGroup": "65533", "preStart": "/app/migrate --to latest", "workerOutput": "json",
+		"workerUser": "65533", "workerGroup": "65533", "preStart": "/app/migrate --to latest", "workerOutput": "json", "watch": "/srv/app.yaml", "watchDelay": "5s",
 		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi", "memoryBudget": "90%",
 		"maxLifetime": "6h", "minReady": 2, "stopSignal": "SIGQUIT", "signalGroup": true,
 		"signalRewrite": "TERM:QUIT", "exitRemap": "143:0", "controlSocket": "@app", "logFormat": "text", "logLevel": "debug",
@@ -209,6 +209,35 @@ func TestEveryValueReachesNarwhal(t *testing.T) {
 	}
 	if got := *r.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds; got != 10+60+5 {
 		t.Errorf("terminationGracePeriodSeconds = %d, want 75", got)
+	}
+}
+
+// TestWatchedConfig: each watched ConfigMap or Secret is mounted read-only and its mount path
+// joins NARWHAL_WATCH, after the paths of narwhal.watch.
+func TestWatchedConfig(t *testing.T) {
+	r := render(t, map[string]any{
+		"narwhal": map[string]any{"watch": "/srv/extra"},
+		"watchedConfig": []any{
+			map[string]any{"configMap": "app-config", "mountPath": "/etc/app"},
+			map[string]any{"secret": "app-tls", "mountPath": "/etc/tls"},
+		},
+	})
+	spec := r.deployment.Spec.Template.Spec
+	c := spec.Containers[0]
+	if got := env(c)["NARWHAL_WATCH"]; got != "/srv/extra,/etc/app,/etc/tls" {
+		t.Errorf("NARWHAL_WATCH = %q", got)
+	}
+	if len(spec.Volumes) != 2 || spec.Volumes[0].ConfigMap == nil || spec.Volumes[0].ConfigMap.Name != "app-config" ||
+		spec.Volumes[1].Secret == nil || spec.Volumes[1].Secret.SecretName != "app-tls" {
+		t.Fatalf("volumes: %+v", spec.Volumes)
+	}
+	for i, m := range c.VolumeMounts {
+		if m.Name != spec.Volumes[i].Name || !m.ReadOnly || m.SubPath != "" {
+			t.Errorf("mount %d: %+v", i, m)
+		}
+	}
+	if def := render(t, nil); len(def.deployment.Spec.Template.Spec.Volumes) != 0 || env(def.deployment.Spec.Template.Spec.Containers[0])["NARWHAL_WATCH"] != "" {
+		t.Error("by default nothing is mounted or watched")
 	}
 }
 

@@ -320,7 +320,7 @@ func TestInvalidEnvironment(t *testing.T) {
 		"NARWHAL_EXIT_REMAP=143:999", "NARWHAL_EXIT_REMAP=x:0", "NARWHAL_METRICS_ADDR=9090",
 		"NARWHAL_LOG_FORMAT=xml", "NARWHAL_LOG_LEVEL=loud", "NARWHAL_MIN_READY=-1",
 		"NARWHAL_WORKER_USER=no-such-user-xyz", "NARWHAL_PRE_START=echo 'unterminated",
-		"NARWHAL_DRAIN_DELAY=soon", "NARWHAL_WORKER_OUTPUT=yaml",
+		"NARWHAL_DRAIN_DELAY=soon", "NARWHAL_WORKER_OUTPUT=yaml", "NARWHAL_WATCH=/no/such/config",
 	}
 	for _, kv := range cases {
 		t.Run(kv, func(t *testing.T) {

@@ -127,6 +127,11 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	if s.notify != nil {
 		go s.notify.run(s.events)
 	}
+	if len(s.cfg.Watch) > 0 {
+		watching, stop := context.WithCancel(ctx)
+		defer stop()
+		go watch(watching, s.cfg.Watch, s.cfg.WatchDelay.D(), s.events)
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	cancelled := ctx.Done() // set to nil once acted on: a closed channel is always ready
@@ -178,6 +183,11 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		}
 	case notifyEvent:
 		s.handleNotify(now, ev)
+	case watchEvent:
+		if !s.m.Stopping() {
+			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.path)
+			s.m.Restart(now)
+		}
 	case stopEvent:
 		s.m.Stop(now)
 	case refreshEvent:
