@@ -41,6 +41,7 @@ type Config struct {
 	ReadyDelay     Duration  `env:"READY_DELAY" split_words:"true" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
 	ReadyTimeout   Duration  `env:"READY_TIMEOUT" split_words:"true" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`
 	RolloutSurge   Int       `env:"ROLLOUT_SURGE" split_words:"true" default:"1" type:"count" desc:"extra workers a rolling restart may start at once"`
+	RolloutCanary  Duration  `env:"ROLLOUT_CANARY" split_words:"true" default:"0" type:"duration" desc:"a rolling restart first starts one new worker and, once it is ready, watches it this long beside the old ones; if it exits, misses its watchdog or goes over NARWHAL_MAX_MEMORY, the rollout aborts; 0 is off"`
 	Watch          Paths     `env:"WATCH" split_words:"true" type:"list" desc:"files and directories (a mounted ConfigMap, Secret or certificate), comma-separated: a change to a file's content under them starts a rolling restart"`
 	WatchDelay     Duration  `env:"WATCH_DELAY" split_words:"true" default:"2s" type:"duration" desc:"with NARWHAL_WATCH, restart once no further change has come for this long"`
 	WorkerDir      string    `env:"WORKER_DIR" split_words:"true" type:"path" desc:"working directory of workers, symlinks resolved at each spawn (current -> releases/N)"`

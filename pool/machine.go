@@ -97,6 +97,9 @@ type Params struct {
 	// Jitter() (a fraction from 0 to 1) of 10% of it, so a pool does not retire all at once.
 	MaxLifetime time.Duration
 	Jitter      func() float64
+	// Canary > 0: a rollout first replaces one slot, and watches the new worker for this long
+	// once it is ready, beside the old one, before any old worker stops.
+	Canary time.Duration
 }
 
 type slot struct {
@@ -134,6 +137,15 @@ type Machine struct {
 type rollout struct {
 	gen     int
 	started time.Time
+	canary  *canary // while a canary is on trial; nil without one, or once it has passed
+}
+
+// canary is the first worker of a rollout's generation, serving beside the old workers. Until
+// it has been ready for Params.Canary, no other slot gets the new code and no old worker stops.
+type canary struct {
+	slot  int
+	pid   int       // 0 until it is started
+	until time.Time // zero until it is ready
 }
 
 // Stats are the machine's counters, read by metrics.
@@ -225,10 +237,11 @@ func (m *Machine) Restart(now time.Time) {
 	if m.rollout != nil {
 		m.endRollout(now, RolloutSuperseded)
 	}
-	// Replacements still starting (of a superseded rollout, or for memory, lifetime or a
-	// watchdog trigger) would bring up the old generation: the rollout replaces those slots.
+	// Replacements not yet serving their slot (of a superseded rollout, its canary included,
+	// or for memory, lifetime or a watchdog trigger) would bring up an older generation: the
+	// rollout replaces those slots.
 	for _, w := range m.workers {
-		if w.replacement && w.State == Starting {
+		if w.replacement && w.State != Stopping {
 			m.stop(now, w, ReasonStop)
 		}
 	}
@@ -244,6 +257,9 @@ func (m *Machine) Restart(now time.Time) {
 		s.notBefore = time.Time{}
 		if m.serving(i) != nil {
 			s.replace = "rollout"
+			if m.p.Canary > 0 && m.rollout.canary == nil {
+				m.rollout.canary = &canary{slot: i}
+			}
 		}
 	}
 	m.log.Info("rolling restart", "event", "rollout", "generation", m.gen, "workers", m.desired)
@@ -253,7 +269,15 @@ func (m *Machine) Restart(now time.Time) {
 // Replace asks for a graceful replacement of the worker pid (replacement ready first).
 func (m *Machine) Replace(now time.Time, pid int, reason string) {
 	w := m.workers[pid]
-	if m.stopping || w == nil || w.State == Stopping || w.replacement {
+	if m.stopping || w == nil || w.State == Stopping {
+		return
+	}
+	if m.onTrial(w) {
+		m.failCanary(now, w, reason)
+		m.reconcile(now)
+		return
+	}
+	if w.replacement {
 		return
 	}
 	if s := m.slot(w.Slot); s.replace == "" {
@@ -352,6 +376,17 @@ func (m *Machine) markReady(now time.Time, w *Worker) {
 	m.Stats.ReadySeconds = append(m.Stats.ReadySeconds, now.Sub(w.Started).Seconds())
 	m.log.Info("worker ready", "event", "ready", "slot", w.Slot, "pid", w.PID, "generation", w.Gen,
 		"seconds", now.Sub(w.Started).Seconds())
+	if c := m.canaryOf(w); c != nil {
+		c.until = now.Add(m.p.Canary)
+		m.log.Info("canary ready: watching it before any old worker stops", "event", "canary", "slot", w.Slot,
+			"pid", w.PID, "generation", w.Gen, "seconds", m.p.Canary.Seconds())
+		return
+	}
+	m.takeOver(now, w)
+}
+
+// takeOver ends w's time as a replacement: it serves its slot, and the worker it replaces stops.
+func (m *Machine) takeOver(now time.Time, w *Worker) {
 	if w.replacement {
 		w.replacement = false
 		s := m.slot(w.Slot)
@@ -409,6 +444,9 @@ func (m *Machine) Exited(now time.Time, pid, code int, oom bool, attrs ...any) {
 	}
 	m.log.Log(context.Background(), level, msg, append([]any{"event", "exit", "slot", w.Slot, "pid", pid,
 		"generation", w.Gen, "code", code, "reason", reason}, attrs...)...)
+	if c := m.canaryOf(w); c != nil && w.reason != "" {
+		m.rollout.canary = nil // stopped, not failed (a scale down): the rollout goes on without one
+	}
 	switch {
 	case m.stopping, w.reason != "":
 	case w.State == Starting:
@@ -467,8 +505,13 @@ func (m *Machine) abort(now time.Time, w *Worker, reason string) {
 	if m.rollout == nil {
 		return
 	}
-	m.log.Error("rollout aborted: a replacement did not become ready; the old workers keep serving",
-		"event", "rollout_aborted", "slot", w.Slot, "pid", w.PID, "generation", m.rollout.gen, "reason", reason)
+	if m.canaryOf(w) != nil {
+		m.log.Error("rollout aborted: its canary failed; the old workers keep serving", "event", "rollout_aborted",
+			"slot", w.Slot, "pid", w.PID, "generation", m.rollout.gen, "reason", "canary", "cause", reason)
+	} else {
+		m.log.Error("rollout aborted: a replacement did not become ready; the old workers keep serving",
+			"event", "rollout_aborted", "slot", w.Slot, "pid", w.PID, "generation", m.rollout.gen, "reason", reason)
+	}
 	m.endRollout(now, RolloutAborted)
 	for _, o := range m.workers {
 		if o.replacement && o.State == Starting {
@@ -541,6 +584,9 @@ func (m *Machine) Next(now time.Time) time.Time {
 			if !w.replacement && m.slot(w.Slot).replace == "" {
 				at(w.retireAt)
 			}
+			if c := m.canaryOf(w); c != nil && !c.until.IsZero() {
+				at(c.until)
+			}
 		case Stopping:
 			if !w.killed {
 				at(w.killAt)
@@ -582,9 +628,20 @@ func (m *Machine) reconcile(now time.Time) {
 				s.crashes = 0
 			}
 			if m.p.WatchdogTimeout > 0 && !now.Before(w.lastPing.Add(m.p.WatchdogTimeout)) && !m.stopping {
+				trial := m.onTrial(w)
 				m.halt(now, w, ReasonWatchdog, syscall.SIGABRT, m.p.WatchdogKill)
 				m.log.Warn("worker watchdog expired: no WATCHDOG=1 in time; sent SIGABRT", "event", "watchdog",
 					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "signal", "SIGABRT", "reason", ReasonWatchdog)
+				if trial {
+					m.failCanary(now, w, ReasonWatchdog)
+				}
+				continue
+			}
+			if c := m.canaryOf(w); c != nil && !c.until.IsZero() && !now.Before(c.until) {
+				m.log.Info("canary passed: rolling out to every slot", "event", "canary", "slot", w.Slot,
+					"pid", w.PID, "generation", w.Gen)
+				m.rollout.canary = nil
+				m.takeOver(now, w)
 				continue
 			}
 			if !w.retireAt.IsZero() && !now.Before(w.retireAt) && s.replace == "" && !m.stopping {
@@ -638,7 +695,7 @@ func (m *Machine) reconcile(now time.Time) {
 			}
 			s.refillAfterExit = false
 		}
-		if m.occupant(id) == nil && !now.Before(s.notBefore) && m.room() {
+		if m.occupant(id) == nil && !now.Before(s.notBefore) && m.room() && !m.heldByCanary(id) {
 			m.spawn(now, id, false)
 		}
 	}
@@ -648,7 +705,7 @@ func (m *Machine) reconcile(now time.Time) {
 		if s.replace == "" || m.inFlight() >= m.p.Surge || !m.room() || now.Before(s.notBefore) {
 			continue
 		}
-		if m.serving(id) == nil || m.replacementOf(id) != nil {
+		if m.serving(id) == nil || m.replacementOf(id) != nil || m.heldByCanary(id) {
 			continue
 		}
 		m.spawn(now, id, true)
@@ -726,7 +783,47 @@ func (m *Machine) spawn(now time.Time, id int, replacement bool) {
 		w.retireAt = now.Add(m.p.MaxLifetime + time.Duration(jitter*0.1*float64(m.p.MaxLifetime)))
 	}
 	m.workers[pid] = w
+	if c := m.rolloutCanary(); c != nil && c.pid == 0 && id == c.slot {
+		c.pid = pid
+	}
 	m.log.Info("worker started", "event", "start", "slot", id, "pid", pid, "generation", m.gen)
+}
+
+func (m *Machine) rolloutCanary() *canary {
+	if m.rollout == nil {
+		return nil
+	}
+	return m.rollout.canary
+}
+
+// canaryOf is the canary w is, or nil.
+func (m *Machine) canaryOf(w *Worker) *canary {
+	if c := m.rolloutCanary(); c != nil && c.pid == w.PID {
+		return c
+	}
+	return nil
+}
+
+// onTrial: w is a canary that is ready and being watched.
+func (m *Machine) onTrial(w *Worker) bool {
+	c := m.canaryOf(w)
+	return c != nil && w.State == Ready
+}
+
+// heldByCanary: slot id gets no new code while the canary, in another slot, starts or is on
+// trial.
+func (m *Machine) heldByCanary(id int) bool {
+	c := m.rolloutCanary()
+	return c != nil && id != c.slot
+}
+
+// failCanary aborts the rollout because its canary failed for reason (an exit is handled by
+// Exited): the canary stops, the old workers serve on untouched.
+func (m *Machine) failCanary(now time.Time, w *Worker, reason string) {
+	if w.State != Stopping {
+		m.stop(now, w, reason)
+	}
+	m.abort(now, w, reason)
 }
 
 func (m *Machine) slot(id int) *slot {

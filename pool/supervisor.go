@@ -105,7 +105,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, 
 		ReadyTimeout: cfg.ReadyTimeout.D(), StopSignal: syscall.Signal(cfg.StopSignal), StopTimeout: cfg.StopTimeout.D(),
 		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
 		WatchdogTimeout: cfg.WorkerTimeout.D(), WatchdogKill: watchdogKill,
-		MaxLifetime: cfg.MaxLifetime.D(), Jitter: rand.Float64,
+		MaxLifetime: cfg.MaxLifetime.D(), Jitter: rand.Float64, Canary: cfg.RolloutCanary.D(),
 	}
 	if cfg.Ready == "delay" {
 		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)

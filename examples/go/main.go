@@ -10,8 +10,9 @@
 //
 // With WATCHDOG_USEC set (NARWHAL_WORKER_TIMEOUT) it sends WATCHDOG=1 every half period, as
 // systemd services do. For tests: HANG_AFTER stops those pings after a while (a hung worker),
-// TRIGGER_AFTER sends WATCHDOG=trigger once (asking for its own replacement), and /grow?mb=N
-// holds N more MiB of resident memory.
+// TRIGGER_AFTER sends WATCHDOG=trigger once (asking for its own replacement), CRASH_AFTER exits
+// with code 1 that long after it begins to serve (a release that breaks under traffic), and
+// /grow?mb=N holds N more MiB of resident memory.
 package main
 
 import (
@@ -72,6 +73,9 @@ func main() {
 		log.Fatal(err)
 	}
 	go watchdog()
+	if d, err := time.ParseDuration(os.Getenv("CRASH_AFTER")); err == nil {
+		time.AfterFunc(d, func() { log.Fatalf("crashing %s after serving, as CRASH_AFTER asks", d) })
+	}
 
 	// On SIGTERM: stop accepting, answer every request already accepted, then exit. Not
 	// srv.Shutdown: it closes a connection whose request it reads after shutdown began without
