@@ -573,3 +573,22 @@ func TestRangeFollowsTheQueue(t *testing.T) {
 		t.Errorf("three SIGTTOUs from 3: desired %d, want MIN 1", d)
 	}
 }
+
+// TestWatchedChangeRestarts: a settled change to a watched file starts a rolling restart,
+// logged with its path; during a graceful stop it is ignored.
+func TestWatchedChangeRestarts(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.at(t0, startEvent{})
+	s.at(t0, watchEvent{path: "/etc/app/app.yaml"})
+	if s.m.Generation() != 2 {
+		t.Fatalf("generation %d after a watched change, want 2", s.m.Generation())
+	}
+	if !strings.Contains(s.log.String(), `"event":"watch","path":"/etc/app/app.yaml"`) {
+		t.Errorf("the restart was not logged with the path:\n%s", s.log.String())
+	}
+	s.at(t0, syscall.SIGTERM)
+	s.at(t0, watchEvent{path: "/etc/app/app.yaml"})
+	if s.m.Generation() != 2 {
+		t.Errorf("a watched change during the graceful stop started generation %d", s.m.Generation())
+	}
+}
