@@ -152,7 +152,11 @@ func client(action, socket string) int {
 			return 1
 		}
 	case "--drain":
-		err = control.Drain(socket, func(d time.Duration) {
+		err = control.Drain(socket, func(d, since time.Duration) {
+			if since > 0 {
+				fmt.Fprintf(os.Stderr, "narwhal: already draining, for %s; waiting the %s left\n", since.Round(time.Millisecond), d.Round(time.Millisecond))
+				return
+			}
 			fmt.Fprintf(os.Stderr, "narwhal: draining: unready now, still serving; waiting %s\n", d)
 		})
 		if err == nil {

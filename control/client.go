@@ -43,6 +43,8 @@ type reply struct {
 	Reason       string  `json:"reason"`
 	Draining     bool    `json:"draining"`
 	DelaySeconds float64 `json:"delay_seconds"`
+	Already      bool    `json:"already"`
+	SinceSeconds float64 `json:"since_seconds"`
 	Drained      bool    `json:"drained"`
 }
 
@@ -88,9 +90,10 @@ func Healthcheck(name string) (bool, string, error) {
 	return r.Ready, r.Reason, nil
 }
 
-// Drain makes the running narwhal unready and returns once its NARWHAL_DRAIN_DELAY has passed.
-// started is called when narwhal has turned unready, with the delay it will wait.
-func Drain(name string, started func(delay time.Duration)) error {
+// Drain makes the running narwhal unready and returns once its NARWHAL_DRAIN_DELAY has passed
+// since the first drain. started is called when narwhal has turned unready, with the delay it
+// will wait and, when an earlier drain began it, how long ago (0 otherwise).
+func Drain(name string, started func(delay, since time.Duration)) error {
 	d, c, err := request(name, "drain")
 	if err != nil {
 		return err
@@ -103,7 +106,11 @@ func Drain(name string, started func(delay time.Duration)) error {
 	if r.Error != "" {
 		return errors.New(r.Error)
 	}
-	started(time.Duration(r.DelaySeconds * float64(time.Second)))
+	var since time.Duration
+	if r.Already {
+		since = max(time.Duration(r.SinceSeconds*float64(time.Second)), time.Nanosecond)
+	}
+	started(time.Duration(r.DelaySeconds*float64(time.Second)), since)
 	if err := next(d, &r); err != nil {
 		return err
 	}

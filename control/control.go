@@ -205,14 +205,22 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 		ready, reason := s.b.Ready()
 		s.reply(c, map[string]any{"ready": ready, "reason": reason})
 	case "drain":
-		if !s.b.Draining() {
+		// A second --drain (a preStop hook after a drain by hand) waits only what is left of
+		// the first one's delay: the endpoints have been told since the first.
+		now := time.Now()
+		since, first := s.b.Drain(now)
+		left := max(since.Add(s.b.DrainDelay).Sub(now), 0)
+		if first {
 			s.log.Info("draining: unready now, still serving", "event", "drain", "delay", s.b.DrainDelay.String())
+		} else {
+			s.log.Info("already draining", "event", "drain", "since_seconds", now.Sub(since).Seconds(), "left", left.String())
 		}
-		s.b.Drain()
-		if s.reply(c, map[string]any{"draining": true, "delay_seconds": s.b.DrainDelay.Seconds()}) != nil {
+		answer := map[string]any{"draining": true, "delay_seconds": left.Seconds(), "already": !first,
+			"since_seconds": now.Sub(since).Seconds()}
+		if s.reply(c, answer) != nil {
 			return
 		}
-		t := time.NewTimer(s.b.DrainDelay)
+		t := time.NewTimer(left)
 		defer t.Stop()
 		select {
 		case <-t.C:

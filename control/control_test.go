@@ -83,7 +83,10 @@ func TestDrain(t *testing.T) {
 	name := serveWith(t, b, func(s *Server) { s.timeout = delay / 4 })
 	start := time.Now()
 	var told time.Duration
-	if err := Drain(name, func(d time.Duration) {
+	if err := Drain(name, func(d, since time.Duration) {
+		if since != 0 {
+			t.Errorf("the first drain was told one began %s ago", since)
+		}
 		told = d
 		if ok, _ := b.Ready(); ok {
 			t.Error("still ready when the server said it was draining")
@@ -96,6 +99,16 @@ func TestDrain(t *testing.T) {
 	}
 	if told != delay || !b.Draining() {
 		t.Errorf("told %s, draining %v", told, b.Draining())
+	}
+
+	// Again, once the delay has passed: it is told it has been draining that long, with nothing
+	// left to wait.
+	if err := Drain(name, func(d, since time.Duration) {
+		if d != 0 || since < delay {
+			t.Errorf("a second drain was told to wait %s, draining for %s; want 0 and at least %s", d, since, delay)
+		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -69,7 +69,7 @@ func TestReadyzFollowsTheBoard(t *testing.T) {
 		{"one of two ready", &board.Snapshot{Mode: "pool", ReadyCount: 1}, nil, 503, "NARWHAL_MIN_READY"},
 		{"two ready", &board.Snapshot{Mode: "pool", ReadyCount: 2}, nil, 200, "ok"},
 		{"stopping", &board.Snapshot{Mode: "pool", ReadyCount: 2, Stopping: true}, nil, 503, "stopping"},
-		{"draining", &board.Snapshot{Mode: "pool", ReadyCount: 2}, b.Drain, 503, "draining"},
+		{"draining", &board.Snapshot{Mode: "pool", ReadyCount: 2}, func() { b.Drain(time.Now()) }, 503, "draining"},
 	}
 	for _, s := range steps {
 		b.Publish(s.snap)

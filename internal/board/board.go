@@ -57,10 +57,10 @@ type Board struct {
 	MinReady   int
 	DrainDelay time.Duration
 
-	snap     atomic.Pointer[Snapshot]
-	draining atomic.Bool
-	pings    chan chan struct{}
-	refresh  chan chan struct{}
+	snap       atomic.Pointer[Snapshot]
+	drainSince atomic.Int64 // when --drain first ran, in Unix nanoseconds; 0 before
+	pings      chan chan struct{}
+	refresh    chan chan struct{}
 
 	mu             sync.Mutex
 	signals        map[string]int
@@ -82,11 +82,17 @@ func (b *Board) Publish(s *Snapshot) { b.snap.Store(s) }
 // Snapshot is the latest published state.
 func (b *Board) Snapshot() *Snapshot { return b.snap.Load() }
 
-// Drain makes narwhal unready for good; workers keep serving.
-func (b *Board) Drain() { b.draining.Store(true) }
+// Drain makes narwhal unready for good; workers keep serving. It returns when the drain began,
+// and whether this call began it.
+func (b *Board) Drain(now time.Time) (since time.Time, first bool) {
+	if b.drainSince.CompareAndSwap(0, now.UnixNano()) {
+		return now, true
+	}
+	return time.Unix(0, b.drainSince.Load()), false
+}
 
 // Draining reports whether Drain was called.
-func (b *Board) Draining() bool { return b.draining.Load() }
+func (b *Board) Draining() bool { return b.drainSince.Load() != 0 }
 
 // Ready is /readyz: enough ready workers, and neither draining nor stopping. It returns why not.
 func (b *Board) Ready() (bool, string) {
