@@ -110,6 +110,11 @@ func TestSharedProcessNamespace(t *testing.T) {
 	if strings.Contains(a.Stderr(), `"event":"drain"`) {
 		t.Errorf("a logged a drain:\n%s", a.Stderr())
 	}
+	// Again in b, as a preStop hook would after a drain by hand: it says so, and waits no more.
+	if code, _, errs := clientB("--drain"); code != 0 || !strings.Contains(errs, "already draining") {
+		t.Errorf("a second --drain in b = %d: %q, want 0 and already draining", code, errs)
+	}
+	b.WaitStderr(`"already draining"`, timeout)
 }
 
 // TestClientOffTheTestGoroutine: e2e's Proc.Client, run on a goroutine of the test's own as
