@@ -273,9 +273,11 @@ func (m *Machine) Replace(now time.Time, pid int, reason string) {
 		return
 	}
 	if m.onTrial(w) {
-		m.failCanary(now, w, reason)
-		m.reconcile(now)
-		return
+		if reason == ReasonMemory {
+			m.failCanary(now, w, reason)
+			m.reconcile(now)
+		}
+		return // a watchdog trigger waits until the canary has taken over its slot
 	}
 	if w.replacement {
 		return
@@ -293,6 +295,11 @@ func (m *Machine) Replace(now time.Time, pid int, reason string) {
 func (m *Machine) Recycle(now time.Time, pid int, reason string) {
 	w := m.workers[pid]
 	if m.stopping || w == nil || w.State != Ready {
+		return
+	}
+	if m.onTrial(w) {
+		m.failCanary(now, w, reason)
+		m.reconcile(now)
 		return
 	}
 	m.slot(w.Slot).refillAfterExit = true
@@ -444,8 +451,8 @@ func (m *Machine) Exited(now time.Time, pid, code int, oom bool, attrs ...any) {
 	}
 	m.log.Log(context.Background(), level, msg, append([]any{"event", "exit", "slot", w.Slot, "pid", pid,
 		"generation", w.Gen, "code", code, "reason", reason}, attrs...)...)
-	if c := m.canaryOf(w); c != nil && w.reason != "" {
-		m.rollout.canary = nil // stopped, not failed (a scale down): the rollout goes on without one
+	if m.canaryOf(w) != nil && w.reason != "" {
+		m.abort(now, w, w.reason) // stopped before it passed (a scale down): no canary, no rollout
 	}
 	switch {
 	case m.stopping, w.reason != "":
@@ -658,6 +665,9 @@ func (m *Machine) reconcile(now time.Time) {
 				}
 				m.log.Error("worker still running after SIGKILL; giving up on it", "event", "lost",
 					"slot", w.Slot, "pid", w.PID, "generation", w.Gen, "reason", w.reason)
+				if m.canaryOf(w) != nil {
+					m.abort(now, w, w.reason)
+				}
 				continue
 			}
 			if !w.killed && !now.Before(w.killAt) {
@@ -695,7 +705,7 @@ func (m *Machine) reconcile(now time.Time) {
 			}
 			s.refillAfterExit = false
 		}
-		if m.occupant(id) == nil && !now.Before(s.notBefore) && m.room() && !m.heldByCanary(id) {
+		if m.occupant(id) == nil && !now.Before(s.notBefore) && m.room() {
 			m.spawn(now, id, false)
 		}
 	}
@@ -810,11 +820,11 @@ func (m *Machine) onTrial(w *Worker) bool {
 	return c != nil && w.State == Ready
 }
 
-// heldByCanary: slot id gets no new code while the canary, in another slot, starts or is on
-// trial.
+// heldByCanary: slot id gets no replacement while the rollout has a canary that has not passed:
+// other slots wait for it, and its own slot has it (stopping or not).
 func (m *Machine) heldByCanary(id int) bool {
 	c := m.rolloutCanary()
-	return c != nil && id != c.slot
+	return c != nil && (id != c.slot || c.pid != 0)
 }
 
 // failCanary aborts the rollout because its canary failed for reason (an exit is handled by

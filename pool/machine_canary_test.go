@@ -150,16 +150,19 @@ func TestCanarySuperseded(t *testing.T) {
 	}
 }
 
-// TestCanaryHoldsOtherSlots: an old worker that crashes while the canary is watched is not
-// replaced by new code until the canary has passed; then the rollout completes.
+// TestCanaryHoldsOtherSlots: an old worker that crashes while the canary is watched has its slot
+// refilled at once (capacity first), but no other old worker stops, and no other slot gets a
+// replacement, until the canary has passed; then the rollout completes.
 func TestCanaryHoldsOtherSlots(t *testing.T) {
 	h, old, _ := startCanary(t, 3)
 	h.minReady = -1 // the crash takes one away
 	h.m.Exited(h.now, old[2], 1, false)
 	h.advance(500 * time.Millisecond)
-	if n := len(h.pids(Starting)); n != 0 {
-		t.Fatalf("%d new workers started during the canary's watch", n)
+	if n := len(h.pids(Starting)); n != 1 {
+		t.Fatalf("%d workers starting after an old one crashed during the watch, want its slot refilled", n)
 	}
+	h.readyAll()
+	untouched(t, h, old[:2])
 	h.advance(500 * time.Millisecond)
 	for step := 0; step < 20 && h.m.rollout != nil; step++ {
 		h.advance(100 * time.Millisecond)
@@ -169,4 +172,25 @@ func TestCanaryHoldsOtherSlots(t *testing.T) {
 	if h.m.Stats.Rollouts[RolloutCompleted] != 1 || len(h.pids(Ready)) != 3 {
 		t.Fatalf("rollouts %v with %d ready, want completed with 3", h.m.Stats.Rollouts, len(h.pids(Ready)))
 	}
+}
+
+// TestCanaryRecycledOrTriggered: the memory budget recycling the canary fails it, like
+// NARWHAL_MAX_MEMORY; a WATCHDOG=trigger from it waits until it has passed. Its slot never gets
+// a second new worker meanwhile.
+func TestCanaryRecycledOrTriggered(t *testing.T) {
+	h, old, c := startCanary(t, 3)
+	h.m.Replace(h.now, c, ReasonWatchdog)
+	if h.m.rollout == nil || h.w.signalled(c, syscall.SIGTERM) || len(h.pids(Starting)) != 0 {
+		t.Fatal("a watchdog trigger from the canary changed the rollout")
+	}
+	h.m.Recycle(h.now, c, ReasonMemory)
+	if h.m.rollout != nil || h.m.Stats.Rollouts[RolloutAborted] != 1 || !h.w.signalled(c, syscall.SIGTERM) {
+		t.Fatalf("recycled canary: rollout %+v, results %v", h.m.rollout, h.m.Stats.Rollouts)
+	}
+	h.advance(time.Second)
+	if n := len(h.pids(Starting)); n != 0 {
+		t.Errorf("%d new workers started after the canary was recycled", n)
+	}
+	h.exitStopping()
+	untouched(t, h, old)
 }

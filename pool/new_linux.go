@@ -186,8 +186,10 @@ func (s *Supervisor) start(r *reaper.Reaper, sp *spawner, slot, gen int) (int, e
 	return pid, nil
 }
 
-// drainTimeout bounds how long a worker's exit waits for its last lines to be written.
-const drainTimeout = 5 * time.Second
+// drainTimeout bounds how long a worker's exit waits for its last lines to be written, while
+// narwhal's own output is blocked: the machine learns of the exit that much later, and short of
+// oomWindow.
+const drainTimeout = time.Second
 
 // signal sends sig to pid, or to its process group, and reports whether anything received it.
 func signal(log *slog.Logger, pid int, sig syscall.Signal, group bool) bool {
