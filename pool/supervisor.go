@@ -78,6 +78,8 @@ type Supervisor struct {
 	oomSeen, oomPending uint64
 	oomAt               time.Time
 
+	restarted chan struct{} // with NARWHAL_WATCH: a rollout began by signal
+
 	lastScan time.Time
 	usage    map[int]proc.Usage // by worker PID, at the last scan
 	whole    proc.Container     // the container, at the last scan
@@ -130,7 +132,8 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	if len(s.cfg.Watch) > 0 {
 		watching, stop := context.WithCancel(ctx)
 		defer stop()
-		go watch(watching, s.cfg.Watch, s.cfg.WatchDelay.D(), s.events)
+		s.restarted = make(chan struct{}, 1)
+		go watch(watching, s.cfg.Watch, s.cfg.WatchDelay.D(), s.events, s.restarted)
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -390,6 +393,10 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	switch sig {
 	case syscall.SIGHUP, syscall.SIGUSR2:
 		s.m.Restart(now)
+		select {
+		case s.restarted <- struct{}{}: // the watcher takes the files as they are now
+		default: // one is pending already, or nothing is watched
+		}
 	case syscall.SIGTTIN:
 		s.m.ScaleUp(now, "signal", "SIGTTIN")
 	case syscall.SIGTTOU:

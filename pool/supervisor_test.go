@@ -578,17 +578,24 @@ func TestRangeFollowsTheQueue(t *testing.T) {
 // logged with its path; during a graceful stop it is ignored.
 func TestWatchedChangeRestarts(t *testing.T) {
 	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.restarted = make(chan struct{}, 1) // Run makes it when NARWHAL_WATCH is set
 	s.at(t0, startEvent{})
+	s.at(t0, syscall.SIGHUP)
+	select {
+	case <-s.restarted:
+	default:
+		t.Error("SIGHUP did not tell the watcher to take the files as they are")
+	}
 	s.at(t0, watchEvent{path: "/etc/app/app.yaml"})
-	if s.m.Generation() != 2 {
-		t.Fatalf("generation %d after a watched change, want 2", s.m.Generation())
+	if s.m.Generation() != 3 {
+		t.Fatalf("generation %d after SIGHUP and a watched change, want 3", s.m.Generation())
 	}
 	if !strings.Contains(s.log.String(), `"event":"watch","path":"/etc/app/app.yaml"`) {
 		t.Errorf("the restart was not logged with the path:\n%s", s.log.String())
 	}
 	s.at(t0, syscall.SIGTERM)
 	s.at(t0, watchEvent{path: "/etc/app/app.yaml"})
-	if s.m.Generation() != 2 {
+	if s.m.Generation() != 3 {
 		t.Errorf("a watched change during the graceful stop started generation %d", s.m.Generation())
 	}
 }

@@ -147,8 +147,15 @@ func watchTick(delay time.Duration) time.Duration {
 	return min(max(delay/2, 50*time.Millisecond), time.Second)
 }
 
+// rebase makes the files as they are now the base: a rollout begun another way (SIGHUP) reads
+// them, so a change it already picked up starts no second one.
+func (w *watcher) rebase(scan map[string]fileState) {
+	w.base, w.last, w.changed = scan, scan, time.Time{}
+}
+
 // watch scans paths on a tick until ctx ends, and sends a watchEvent for each settled change.
-func watch(ctx context.Context, paths []string, delay time.Duration, events chan<- any) {
+// A receive on restarted rebases it.
+func watch(ctx context.Context, paths []string, delay time.Duration, events chan<- any, restarted <-chan struct{}) {
 	w := newWatcher(delay, scanFiles(time.Now(), paths, nil))
 	t := time.NewTicker(watchTick(delay))
 	defer t.Stop()
@@ -156,6 +163,8 @@ func watch(ctx context.Context, paths []string, delay time.Duration, events chan
 		select {
 		case <-ctx.Done():
 			return
+		case <-restarted:
+			w.rebase(scanFiles(time.Now(), paths, w.last))
 		case now := <-t.C:
 			path, restart := w.observe(now, scanFiles(now, paths, w.last))
 			if !restart {

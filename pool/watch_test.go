@@ -54,6 +54,24 @@ func TestWatcherSettles(t *testing.T) {
 	}
 }
 
+// TestWatcherRebase: a change that a rollout begun by SIGHUP already picked up starts no
+// second rollout once it settles.
+func TestWatcherRebase(t *testing.T) {
+	a, b := sums(map[string]string{"/cfg/a": "1"}), sums(map[string]string{"/cfg/a": "2"})
+	w := newWatcher(2*time.Second, a)
+	w.observe(t0.Add(time.Second), b) // changed, not settled
+	w.rebase(b)                       // SIGHUP: the new workers read b
+	if path, restart := w.observe(t0.Add(5*time.Second), b); restart {
+		t.Errorf("restart for %s, which the SIGHUP's rollout already read", path)
+	}
+	if _, restart := w.observe(t0.Add(6*time.Second), a); restart {
+		t.Error("restart before the next change settled")
+	}
+	if path, restart := w.observe(t0.Add(9*time.Second), a); !restart || path != "/cfg/a" {
+		t.Errorf("after the rebase a new change gave %v %q", restart, path)
+	}
+}
+
 // TestScanKubeletVolume: a scan of a volume the kubelet updates sees the files by their visible
 // names only, the same content through a swap as unchanged, and new content as changed.
 func TestScanKubeletVolume(t *testing.T) {
