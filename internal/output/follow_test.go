@@ -112,7 +112,11 @@ func TestDrain(t *testing.T) {
 	}
 	w.Write([]byte("from a descendant\n"))
 	w.Close()
-	<-f.streams[0].eof
+	select {
+	case <-f.streams[0].eof:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end within 5s of its pipe's last writer closing")
+	}
 	if got := out.String(); !strings.HasSuffix(got, "pid=7 | from a descendant\n") {
 		t.Errorf("after Drain, a descendant's line was not followed: %q", got)
 	}
