@@ -1,53 +1,31 @@
 package e2e_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
 )
 
-// Container tests run narwhal as a container's PID 1 from an image built with the project's
-// Dockerfile. The engine here has no registry, so the golang builder stage cannot be pulled:
-// the test swaps just that stage for one that copies binaries built on this machine, and keeps
-// the final stages exactly as written.
+// Container tests run narwhal as a container's PID 1 from the images e2e.Images builds with
+// the project's Dockerfile.
 
-const dockerTimeout = 60 * time.Second
+const (
+	dockerTimeout = e2e.DockerTimeout
+	image         = e2e.ExampleImage
+	plainImage    = e2e.PlainImage
+)
 
-func requireDocker(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(ctx, "docker", "info").Run(); err != nil {
-		if os.Getenv("NARWHAL_E2E") == "required" {
-			t.Fatalf("no Docker Engine answers (%v), and NARWHAL_E2E=required", err)
-		}
-		t.Skipf("no Docker Engine answers: %v", err)
-	}
-}
+func requireDocker(t *testing.T) { e2e.RequireDocker(t) }
+func buildImage(t *testing.T)    { e2e.Images(t) }
 
 func docker(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
-	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		err = fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, errb.String())
-	}
-	return strings.TrimSpace(out.String()), err
+	return e2e.Docker(args...)
 }
 
 func must(t *testing.T, args ...string) string {
@@ -57,59 +35,6 @@ func must(t *testing.T, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-var (
-	imageOnce sync.Once
-	imageErr  error
-)
-
-const (
-	image      = "narwhal-e2e:example" // the Dockerfile's example target
-	plainImage = "narwhal-e2e:narwhal" // its default target, narwhal alone
-)
-
-// builderStage matches the Dockerfile's golang stage, up to the next FROM.
-var builderStage = regexp.MustCompile(`(?ms)^FROM golang:\S+ AS build$.*?^(FROM )`)
-
-func buildImage(t *testing.T) {
-	t.Helper()
-	imageOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "narwhal-image-")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		root, _ := filepath.Abs("../..")
-		for out, pkg := range map[string]string{"narwhal": ".", "example-go": "./examples/go"} {
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", filepath.Join(dir, out), pkg)
-			cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-			if b, err := cmd.CombinedOutput(); err != nil {
-				imageErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-		df, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
-		if err != nil {
-			imageErr = err
-			return
-		}
-		if !builderStage.Match(df) {
-			imageErr = fmt.Errorf("the Dockerfile has no 'FROM golang:… AS build' stage to stand in for")
-			return
-		}
-		swapped := builderStage.ReplaceAll(df, []byte("FROM scratch AS build\nCOPY narwhal example-go /out/\n\n$1"))
-		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), swapped, 0o644); err != nil {
-			imageErr = err
-			return
-		}
-		if _, imageErr = docker(t, "build", "-q", "--target", "narwhal", "-t", plainImage, dir); imageErr == nil {
-			_, imageErr = docker(t, "build", "-q", "--target", "example", "-t", image, dir)
-		}
-	})
-	if imageErr != nil {
-		t.Fatal(imageErr)
-	}
 }
 
 // run starts a container in the background and removes it when the test ends.
