@@ -36,7 +36,7 @@ type Config struct {
 	CPUs           CPUs      `env:"CPUS" default:"0" type:"cpus" desc:"with NARWHAL_WORKERS=auto and no CPU limit, the container's CPUs: 2, 1.5 or 1500m, rounded up (the Helm chart sets it from the CPU request); 0 is none"`
 	Listen         Listeners `env:"LISTEN" split_words:"true" type:"list" desc:"listeners, comma-separated [name=]address: :8080, 127.0.0.1:8080, [::]:8080, tcp4://…, tcp6://…, unix:///path (setting it selects pool mode)"`
 	Backlog        Int       `env:"BACKLOG" split_words:"true" default:"1024" type:"count" desc:"listen backlog of each listener"`
-	SocketMode     Choice    `env:"SOCKET_MODE" split_words:"true" default:"inherit" choices:"inherit|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); reuseport: workers bind with SO_REUSEPORT"`
+	SocketMode     Choice    `env:"SOCKET_MODE" split_words:"true" default:"inherit" choices:"inherit|balanced|reuseport" desc:"inherit: narwhal binds and passes fds 3… (LISTEN_FDS); balanced: as inherit, one SO_REUSEPORT socket per worker slot; reuseport: workers bind with SO_REUSEPORT"`
 	Ready          Choice    `env:"READY" split_words:"true" default:"auto" choices:"auto|notify|delay" desc:"when a worker counts as ready: auto (READY=1 or seen accepting), notify (READY=1 only), delay (NARWHAL_READY_DELAY after start)"`
 	ReadyDelay     Duration  `env:"READY_DELAY" split_words:"true" default:"1s" type:"duration" desc:"with NARWHAL_READY=delay, time from start to ready"`
 	ReadyTimeout   Duration  `env:"READY_TIMEOUT" split_words:"true" default:"60s" type:"duration" desc:"a worker not ready by then is stopped and counts as a failed start"`

@@ -290,7 +290,7 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"NARWHAL_EXIT_REMAP": "143:0,143:1"}, "NARWHAL_EXIT_REMAP", "143:0,143:1", "twice"},
 		{map[string]string{"NARWHAL_LOG_LEVEL": "loud"}, "NARWHAL_LOG_LEVEL", "loud", "debug, info, warn, error"},
 		{map[string]string{"NARWHAL_LOG_FORMAT": "xml"}, "NARWHAL_LOG_FORMAT", "xml", "auto, text, json"},
-		{map[string]string{"NARWHAL_SOCKET_MODE": "share"}, "NARWHAL_SOCKET_MODE", "share", "inherit, reuseport"},
+		{map[string]string{"NARWHAL_SOCKET_MODE": "share"}, "NARWHAL_SOCKET_MODE", "share", "inherit, balanced, reuseport"},
 		{map[string]string{"NARWHAL_READY": "maybe"}, "NARWHAL_READY", "maybe", "auto, notify, delay"},
 		{map[string]string{"NARWHAL_BACKLOG": "0"}, "NARWHAL_BACKLOG", "0", "1 to 65535"},
 		{map[string]string{"NARWHAL_BACKLOG": "65536"}, "NARWHAL_BACKLOG", "65536", "1 to 65535"},

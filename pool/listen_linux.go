@@ -30,7 +30,7 @@ type Socket struct {
 func Bind(ls config.Listeners, backlog int) ([]*Socket, error) {
 	var out []*Socket
 	for _, l := range ls {
-		s, err := bind(l, backlog)
+		s, err := bind(l, backlog, false)
 		if err != nil {
 			CloseAll(out)
 			return nil, err
@@ -40,7 +40,8 @@ func Bind(ls config.Listeners, backlog int) ([]*Socket, error) {
 	return out, nil
 }
 
-func bind(l config.Listener, backlog int) (*Socket, error) {
+// bind opens one listener; with reuseport, as a member of the address's SO_REUSEPORT group.
+func bind(l config.Listener, backlog int, reuseport bool) (*Socket, error) {
 	if l.Network == "unix" && !strings.HasPrefix(l.Address, "@") {
 		removeStaleSocket(l.Address)
 	}
@@ -49,6 +50,13 @@ func bind(l config.Listener, backlog int) (*Socket, error) {
 	// algorithm on for such connections (uvicorn --fd 3 answered keep-alive requests 40 ms late).
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
+	if reuseport {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var opErr error
+			err := c.Control(func(fd uintptr) { opErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+			return errors.Join(err, opErr)
+		}
+	}
 	ln, err := lc.Listen(context.Background(), l.Network, l.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", l.Name, err)

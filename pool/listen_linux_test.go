@@ -10,7 +10,7 @@ import (
 // TestListenerIsPlainTCP: workers get a TCP socket, not Go's default MPTCP one, whose protocol
 // (262) makes runtimes such as asyncio skip TCP_NODELAY on every connection accepted from it.
 func TestListenerIsPlainTCP(t *testing.T) {
-	s, err := bind(config.Listener{Name: "listen0", Network: "tcp", Address: "127.0.0.1:0"}, 16)
+	s, err := bind(config.Listener{Name: "listen0", Network: "tcp", Address: "127.0.0.1:0"}, 16, false)
 	if err != nil {
 		t.Fatal(err)
 	}

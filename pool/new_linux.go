@@ -54,10 +54,17 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	reuseport := cfg.SocketMode == "reuseport"
 	var sockets []*Socket
-	if !reuseport {
-		if sockets, err = Bind(cfg.Listen, int(cfg.Backlog)); err != nil {
-			return nil, &Error{Code: 1, Err: err}
+	var bal *balancer
+	switch cfg.SocketMode {
+	case "inherit":
+		sockets, err = Bind(cfg.Listen, int(cfg.Backlog))
+	case "balanced":
+		if bal, err = newBalancer(cfg.Listen, int(cfg.Backlog)); err == nil {
+			sockets = bal.first()
 		}
+	}
+	if err != nil {
+		return nil, &Error{Code: 1, Err: err}
 	}
 	ns, err := listenNotify()
 	if err != nil {
@@ -69,7 +76,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		environ = append(removeVar(environ, "PORT"), "PORT="+strconv.Itoa(l.Port()))
 	}
 	sp := &spawner{
-		argv: argv, self: self, sockets: sockets, reuseport: reuseport,
+		argv: argv, self: self, sockets: sockets, balanced: bal, reuseport: reuseport,
 		dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: environ, output: string(cfg.WorkerOutput),
 	}
 	if cfg.WorkerTimeout > 0 {
@@ -81,7 +88,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		log.Info("NARWHAL_WORKERS="+cfg.Workers.String(), "event", "config", "workers", min, "max", max, "reason", why)
 	}
 	s := newSupervisor(cfg, log, env{}, b, min, max)
-	s.sockets, s.notify = sockets, ns
+	s.sockets, s.balanced, s.notify = sockets, bal, ns
 	s.maxMemory, s.budget = maxMemory, budget
 	s.env = env{
 		now:       time.Now,
@@ -92,6 +99,9 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		oomKills:  proc.Host.OOMKills,
 		queued:    s.queued,
 		parent:    proc.Host.PPID,
+	}
+	if bal != nil {
+		s.env.route = bal.route
 	}
 	if boot := newBootPriority(); boot != nil {
 		s.env.spawn = func(slot, gen int) (int, error) {
@@ -104,7 +114,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		s.env.ready = boot.serving
 	}
 	if cfg.Ready == "auto" {
-		s.env.accepting = acceptDetector(sockets, cfg.Listen, reuseport)
+		s.env.accepting = acceptDetector(sockets, bal, cfg.Listen, reuseport)
 		if cred != nil && int(cred.Uid) != os.Getuid() && !proc.Host.HasCapability(capSysPtrace) {
 			s.readyByNotify, s.env.accepting = true, nil // its fds cannot be read: no point looking
 			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
@@ -125,14 +135,20 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	for _, sock := range sockets {
 		log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
 	}
+	if bal != nil {
+		log.Info("balanced: one SO_REUSEPORT socket per slot; "+bal.guarantee(proc.Host), "event", "config",
+			"steering", bal.steer.String())
+	}
 	return s, nil
 }
 
 // acceptDetector picks what counts as accepting: in inherit mode, waiting on a passed listener;
 // otherwise owning a socket that listens on the first TCP port (on any port, with none).
-func acceptDetector(sockets []*Socket, listen config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
+func acceptDetector(sockets []*Socket, bal *balancer, listen config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
 	wanted, owning := func() map[uint64]bool { return nil }, false
-	if !reuseport && len(sockets) > 0 {
+	if bal != nil {
+		wanted = bal.inodes
+	} else if !reuseport && len(sockets) > 0 {
 		want := map[uint64]bool{}
 		for _, sock := range sockets {
 			want[sock.Inode] = true
@@ -220,8 +236,11 @@ func (s *Supervisor) listenerInfo() []board.Listener {
 }
 
 // Queue is the accept queue of listener l, for the metrics: narwhal's own socket in inherit mode,
-// the sum over the workers' sockets on the port in reuseport mode.
+// the sum over the workers' sockets on the port in reuseport mode, over the slots' in balanced.
 func (s *Supervisor) Queue(l board.Listener) (queued, backlog int, ok bool) {
+	if s.balanced != nil {
+		return s.balanced.queue(l.Name)
+	}
 	for _, sock := range s.sockets {
 		if sock.Name == l.Name {
 			return sock.Queue()

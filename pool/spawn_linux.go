@@ -25,6 +25,7 @@ type spawner struct {
 	argv      []string
 	self      string // narwhal's own executable, for the shim
 	sockets   []*Socket
+	balanced  *balancer // balanced mode: each slot's own sockets
 	reuseport bool
 	dir       string // NARWHAL_WORKER_DIR, resolved at each spawn
 	cred      *syscall.Credential
@@ -116,14 +117,20 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 		env = append(env, "WATCHDOG_USEC="+s.watchdog)
 	}
 	path, argv := "", s.argv
-	if len(s.sockets) > 0 && !s.reuseport {
-		names := make([]string, len(s.sockets))
-		for i, sock := range s.sockets {
+	sockets := s.sockets
+	if s.balanced != nil {
+		if sockets, err = s.balanced.forSlot(slot); err != nil {
+			return 0, pipes, err
+		}
+	}
+	if len(sockets) > 0 && !s.reuseport {
+		names := make([]string, len(sockets))
+		for i, sock := range sockets {
 			files = append(files, uintptr(sock.fd))
 			names[i] = sock.Name
 			env = append(env, fmt.Sprintf("EINHORN_FD_%d=%d", i, 3+i))
 		}
-		n := strconv.Itoa(len(s.sockets))
+		n := strconv.Itoa(len(sockets))
 		env = append(env, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
 		path, argv = s.self, append([]string{ShimArg0}, s.argv...)
 	} else {

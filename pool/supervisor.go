@@ -46,6 +46,9 @@ type env struct {
 	// accepting returns those of pids (starting workers) that snap shows waiting to accept.
 	accepting func(snap *proc.Snapshot, pids []int) []int
 	parent    func(pid int) (int, error)
+	// route steers new connections to the slots that have a ready worker (balanced mode);
+	// nil in the other modes.
+	route func(live []int) error
 }
 
 // Supervisor is the one goroutine that owns the pool's Machine. Signals, exits, notify
@@ -59,8 +62,13 @@ type Supervisor struct {
 	board  *board.Board
 	events chan any
 
-	sockets []*Socket
-	notify  *notifySocket
+	sockets  []*Socket
+	balanced *balancer // NARWHAL_SOCKET_MODE=balanced
+	notify   *notifySocket
+	// live are the slots new connections were last steered to; routeErr, whether that failed.
+	live     []int
+	routed   bool
+	routeErr bool
 
 	// readyByNotify: READY=1 makes a worker ready. Always with NARWHAL_READY=notify; in auto
 	// only where narwhal cannot see a worker accept, since some servers send it before their
@@ -205,6 +213,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	if s.scale != nil && !now.Before(s.lastSample.Add(sampleEvery)) {
 		s.resize(now)
 	}
+	s.route()
 	s.publish()
 	wake := s.lastScan.Add(s.scanInterval())
 	if s.scale != nil && s.lastSample.Add(sampleEvery).Before(wake) {
@@ -214,6 +223,37 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		wake = next
 	}
 	return wake
+}
+
+// route steers new connections to the slots that have a ready worker, when that set changed.
+// With none ready, they go to the slots the pool is filling, or to slot 0, which every size
+// fills first (after SIGWINCH): never to a slot that may stay empty.
+func (s *Supervisor) route() {
+	if s.env.route == nil {
+		return
+	}
+	var live []int
+	for _, w := range s.m.Workers() {
+		if w.State == Ready && !slices.Contains(live, w.Slot) {
+			live = append(live, w.Slot)
+		}
+	}
+	slices.Sort(live)
+	if len(live) == 0 {
+		live = []int{0}
+		for slot := 1; slot < s.m.Desired(); slot++ {
+			live = append(live, slot)
+		}
+	}
+	if s.routed && slices.Equal(live, s.live) {
+		return
+	}
+	s.live, s.routed = live, true
+	if err := s.env.route(live); err != nil && !s.routeErr {
+		s.routeErr = true
+		s.log.Warn("cannot steer connections to the ready workers; the kernel spreads them over every slot",
+			"event", "config", "error", err)
+	}
 }
 
 // resize samples the accept queues and lets the scaler move a ranged pool by one worker.

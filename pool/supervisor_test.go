@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -598,4 +599,46 @@ func TestWatchedChangeRestarts(t *testing.T) {
 	if s.m.Generation() != 3 {
 		t.Errorf("a watched change during the graceful stop started generation %d", s.m.Generation())
 	}
+}
+
+// TestRouteFollowsReadyWorkers: in balanced mode new connections go to the slots with a ready
+// worker: not to a starting one, nor to a slot whose worker crashed or is stopping; with none
+// ready, to the slots being filled, and after SIGWINCH to slot 0 alone.
+func TestRouteFollowsReadyWorkers(t *testing.T) {
+	s := newSupervised(t, "WORKERS=3", "READY=notify")
+	var routes [][]int
+	s.env.route = func(live []int) error { routes = append(routes, live); return nil }
+	last := func() []int { return routes[len(routes)-1] }
+	check := func(what string, want ...int) {
+		t.Helper()
+		if got := last(); !slices.Equal(got, want) {
+			t.Errorf("%s: steered to %v, want %v", what, got, want)
+		}
+	}
+	ready := func(pid int) { s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"}) }
+
+	s.at(t0, startEvent{})
+	check("nothing ready yet", 0, 1, 2)
+	w0, w1, w2 := s.f.spawned[0], s.f.spawned[1], s.f.spawned[2]
+	ready(w0)
+	check("slot 0 ready", 0)
+	ready(w1)
+	ready(w2)
+	check("all ready", 0, 1, 2)
+	n := len(routes)
+	s.at(t0, notifyEvent{sender: w1, fromPipe: true, msg: "STATUS=busy"})
+	if len(routes) != n {
+		t.Errorf("steered again with nothing changed: %v", routes[n:])
+	}
+
+	s.at(t0, exitEvent{pid: w1, code: 1})
+	check("slot 1's worker crashed", 0, 2)
+
+	// A rolling restart: a slot stays steered to while its old worker serves and its
+	// replacement starts, and while the replacement serves and the old one stops.
+	s.at(t0.Add(time.Second), syscall.SIGHUP)
+	check("rollout begun", 0, 2)
+
+	s.at(t0.Add(2*time.Second), syscall.SIGWINCH)
+	check("SIGWINCH: every worker stopping", 0)
 }

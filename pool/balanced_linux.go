@@ -1,0 +1,233 @@
+package pool
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/proc"
+	"golang.org/x/sys/unix"
+)
+
+// NARWHAL_SOCKET_MODE=balanced: each TCP listener is a SO_REUSEPORT group of sockets that
+// narwhal binds, one per slot, and keeps for its whole life. The worker in slot k gets slot k's
+// sockets, so the kernel, not the race to accept, spreads connections across workers; a
+// replacement takes over its slot's sockets with whatever waits in them. A program attached to
+// each group steers new connections to the slots that have a ready worker. Unix listeners
+// cannot be grouped: every slot shares one socket, as in inherit mode.
+type balancer struct {
+	listen  config.Listeners
+	backlog int
+
+	mu     sync.Mutex // the metrics read the groups while the supervisor binds
+	groups []*group   // by listener; nil for a unix listener
+	shared []*Socket  // by listener; the unix listeners' sockets
+	steer  steering
+}
+
+// group is one TCP listener's sockets.
+type group struct {
+	bySlot map[int]*Socket
+	// order is the kernel's array of the group's sockets: index i holds slot order[i]. A
+	// steering program returns an index into it. Sockets are appended as they are bound and
+	// never closed before narwhal exits, so an index never moves.
+	order   []int
+	counter int // the round-robin program's map; -1 without one
+}
+
+// steering is how new connections reach live slots: an eBPF program that takes them in turn
+// (it needs CAP_BPF or CAP_SYS_ADMIN, or unprivileged eBPF), a classic BPF one that picks at
+// random (no privilege), or none: the kernel's hash over every slot.
+type steering int
+
+const (
+	steerNone steering = iota
+	steerRandom
+	steerRoundRobin
+)
+
+func (s steering) String() string { return [...]string{"none", "random", "round-robin"}[s] }
+
+// newBalancer binds slot 0's sockets, so that an address in use is an error at start, and
+// checks which steering the kernel allows.
+func newBalancer(ls config.Listeners, backlog int) (*balancer, error) {
+	b := &balancer{listen: ls, backlog: backlog, groups: make([]*group, len(ls)), shared: make([]*Socket, len(ls))}
+	for i, l := range ls {
+		if l.Network == "unix" {
+			s, err := bind(l, backlog, false)
+			if err != nil {
+				b.close()
+				return nil, err
+			}
+			b.shared[i] = s
+			continue
+		}
+		b.groups[i] = &group{bySlot: map[int]*Socket{}, counter: -1}
+	}
+	if _, err := b.forSlot(0); err != nil {
+		b.close()
+		return nil, err
+	}
+	b.steer = steerRoundRobin
+	for _, g := range b.groups {
+		if g == nil {
+			continue
+		}
+		var err error
+		if g.counter, err = newCounter(); err == nil {
+			err = attachRoundRobin(g.bySlot[0], g.counter, []int{0})
+		}
+		if err != nil {
+			b.steer = min(b.steer, steerRandom)
+			if attachRandom(g.bySlot[0], []int{0}) != nil {
+				b.steer = steerNone
+			}
+		}
+	}
+	return b, nil
+}
+
+// forSlot returns slot's sockets, one per listener, binding those it lacks.
+func (b *balancer) forSlot(slot int) ([]*Socket, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*Socket, len(b.listen))
+	for i, g := range b.groups {
+		if g == nil {
+			out[i] = b.shared[i]
+			continue
+		}
+		s := g.bySlot[slot]
+		if s == nil {
+			l := b.listen[i]
+			if len(g.order) > 0 {
+				l.Address = g.bySlot[g.order[0]].Address // port 0 resolved by the first
+			}
+			var err error
+			if s, err = bind(l, b.backlog, true); err != nil {
+				return nil, fmt.Errorf("slot %d: %w", slot, err)
+			}
+			g.bySlot[slot] = s
+			g.order = append(g.order, slot)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// route steers each group's new connections to the live slots (those with a ready worker);
+// with none live, every slot takes its share and keeps it until a worker comes.
+func (b *balancer) route(live []int) error {
+	if b.steer == steerNone {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, g := range b.groups {
+		if g == nil {
+			continue
+		}
+		var idx []int
+		for i, slot := range g.order {
+			if slices.Contains(live, slot) {
+				idx = append(idx, i)
+			}
+		}
+		var err error
+		if b.steer == steerRoundRobin {
+			err = attachRoundRobin(g.bySlot[g.order[0]], g.counter, idx)
+		} else {
+			err = attachRandom(g.bySlot[g.order[0]], idx)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inodes are every socket's, for the readiness detector.
+func (b *balancer) inodes() map[uint64]bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[uint64]bool{}
+	for i, g := range b.groups {
+		if g == nil {
+			out[b.shared[i].Inode] = true
+			continue
+		}
+		for _, s := range g.bySlot {
+			out[s.Inode] = true
+		}
+	}
+	return out
+}
+
+// queue sums listener name's accept queues over the slots.
+func (b *balancer) queue(name string) (queued, backlog int, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, l := range b.listen {
+		if l.Name != name {
+			continue
+		}
+		if b.groups[i] == nil {
+			return b.shared[i].Queue()
+		}
+		for _, s := range b.groups[i].bySlot {
+			if q, n, k := s.Queue(); k {
+				queued, backlog, ok = queued+q, backlog+n, true
+			}
+		}
+	}
+	return queued, backlog, ok
+}
+
+// first is each listener's first socket, for the listener list and the log.
+func (b *balancer) first() []*Socket {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*Socket, len(b.listen))
+	for i, g := range b.groups {
+		if g == nil {
+			out[i] = b.shared[i]
+		} else {
+			out[i] = g.bySlot[g.order[0]]
+		}
+	}
+	return out
+}
+
+func (b *balancer) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, g := range b.groups {
+		if g == nil {
+			if b.shared[i] != nil {
+				b.shared[i].Close()
+			}
+			continue
+		}
+		for _, s := range g.bySlot {
+			s.Close()
+		}
+		if g.counter >= 0 {
+			unix.Close(g.counter)
+		}
+	}
+}
+
+// guarantee is what the log says at start about connections waiting on an empty slot.
+func (b *balancer) guarantee(fs proc.FS) string {
+	migrate, err := fs.TCPMigrateReq()
+	switch {
+	case b.steer == steerNone:
+		return "the kernel refused a reuseport program: connections are spread by hash over every slot, " +
+			"and those sent to a slot without a worker wait for its next one"
+	case err == nil && migrate:
+		return "new connections go to slots with a ready worker; what waits on a slot that empties is kept for its next worker"
+	default:
+		return "new connections go to slots with a ready worker; what waits on a slot that empties is kept for its next worker"
+	}
+}
