@@ -30,12 +30,14 @@ test-kubernetes:
 # Benchmarks on 127.0.0.1, each a script of its own that rewrites its section of bench/RESULTS.md:
 # rollouts under wrk load (bench/run), init mode beside tini, dumb-init and catatonit (bench/init),
 # the dynamic size under a stepped load (bench/scale.sh), worker output through narwhal
-# (bench/output.sh).
+# (bench/output.sh), the balance across workers per socket mode beside node's cluster module
+# (bench/balance.sh).
 bench:
 	bench/run
 	bench/init
 	bench/scale.sh
 	bench/output.sh
+	bench/balance.sh
 
 # narwhal beside gunicorn, unicorn, puma, uwsgi and a node-cluster runner through four deploys
 # (healthy, slow boot, broken, hung); installs the servers from Debian. About 40 minutes.

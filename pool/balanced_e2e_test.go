@@ -102,10 +102,11 @@ func TestBalancedSpreadsEvenly(t *testing.T) {
 	t.Logf("%s steering: 400 requests on new connections per worker: %v", steering, counts)
 }
 
-// TestBalancedZeroDowntime: ten rolling restarts under load, then a worker killed with SIGKILL
-// under load, lose no request: a replacement takes over its slot's socket and whatever waits
-// on it. While the killed worker's slot stays empty (a 2 s restart delay), new connections go
-// to the other slots and are answered at once.
+// TestBalancedZeroDowntime: ten rolling restarts under load lose no request: a replacement
+// takes over its slot's socket. Then a worker killed with SIGKILL loses nothing that waited on
+// its slot (the replacement serves it, after a 2 s restart delay), and meanwhile new connections
+// go to the other slots and are answered at once. (A SIGKILL loses what the worker was busy
+// with, in any mode; the victim is stopped first so that it is busy with nothing.)
 func TestBalancedZeroDowntime(t *testing.T) {
 	e2e.Require(t)
 	const n = 4
@@ -117,23 +118,41 @@ func TestBalancedZeroDowntime(t *testing.T) {
 		p.Signal(syscall.SIGHUP)
 		waitEvents(t, p, "rollout_completed", i)
 	}
+	load.Stop()
+	if f := load.Failed.Load(); f != 0 || load.Sent.Load() < 100 {
+		t.Errorf("%d of %d requests failed across 10 rollouts:\n%s", f, load.Sent.Load(), load.Errors())
+	}
+	if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == n }) {
+		t.Fatalf("%d workers after the rollouts, want %d", e2e.LiveChildren(p.PID), n)
+	}
+
 	victim := e2e.Children(p.PID)[0]
+	syscall.Kill(victim, syscall.SIGSTOP)
+	port, _ := strconv.Atoi(url[strings.LastIndexByte(url, ':')+1:])
+	answered := make(chan error, 20)
+	for range 20 {
+		go func() { _, err := e2e.Get(url); answered <- err }()
+	}
+	if !e2e.Eventually(timeout, func() bool { q, _ := proc.Host.ListenQueue(port); return q > 0 }) {
+		t.Fatal("no connection waits on the stopped worker's slot")
+	}
+	waiting, _ := proc.Host.ListenQueue(port)
 	syscall.Kill(victim, syscall.SIGKILL)
 	waitEvents(t, p, "exit", 4*10+1)
 	// --status is answered after a pass of narwhal's loop, so once it returns, the pass that
 	// handled the exit has steered connections away from the empty slot.
 	p.Client(0, "--status")
 	counts := perWorker(t, url, 60) // within the 2 s restart delay
-	waitEvents(t, p, "ready", n+4*10+1)
-	load.Stop()
-	if f := load.Failed.Load(); f != 0 || load.Sent.Load() < 100 {
-		t.Errorf("%d of %d requests failed across 10 rollouts and a SIGKILL:\n%s", f, load.Sent.Load(), load.Errors())
+	for range 20 {
+		if err := <-answered; err != nil {
+			t.Errorf("a request sent while the victim was stopped: %v", err)
+		}
 	}
-	if counts[victim] != 0 || len(counts) != n-1 {
+	if len(counts) != n-1 {
 		t.Errorf("with the killed worker's slot empty, requests went to %v, want the 3 others", counts)
 	}
-	t.Logf("%s steering: 10 rollouts and a SIGKILL under load: %d requests, %d failed; slot empty: %v",
-		steering, load.Sent.Load(), load.Failed.Load(), counts)
+	t.Logf("%s steering: 10 rollouts under load: %d requests, %d failed; %d connections waiting on the "+
+		"killed worker's slot all answered; while it was empty: %v", steering, load.Sent.Load(), load.Failed.Load(), waiting, counts)
 }
 
 // TestBalancedWinchThenHup: SIGTTIN binds a third slot's socket; SIGWINCH stops every worker,
@@ -173,4 +192,31 @@ func TestBalancedWinchThenHup(t *testing.T) {
 	if n := e2e.LiveChildren(p.PID); n != 2 {
 		t.Errorf("%d workers after SIGHUP, want 2", n)
 	}
+}
+
+// TestBalancedScaleDownUnderLoad: SIGTTOU under load steers new connections away from the
+// highest slot and stops its worker only once it has accepted what waited on its socket: no
+// connection is left on a slot that no worker will serve.
+func TestBalancedScaleDownUnderLoad(t *testing.T) {
+	e2e.Require(t)
+	p, url, _ := balancedPool(t, []string{"NARWHAL_WORKERS=4"}, e2e.Example(t, "go")...)
+	waitEvents(t, p, "ready", 4)
+	load := e2e.StartLoad(url, 6, 0)
+	for want := 3; want >= 1; want-- {
+		p.Signal(syscall.SIGTTOU)
+		if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == want }) {
+			t.Fatalf("%d workers after SIGTTOU, want %d", e2e.LiveChildren(p.PID), want)
+		}
+	}
+	load.Stop()
+	if f := load.Failed.Load(); f != 0 || load.Sent.Load() == 0 {
+		t.Errorf("%d of %d requests failed while scaling down:\n%s", f, load.Sent.Load(), load.Errors())
+	}
+	// The load's clients are gone; only a connection nobody will accept stays queued.
+	port, _ := strconv.Atoi(url[strings.LastIndexByte(url, ':')+1:])
+	if !e2e.Eventually(timeout, func() bool { q, _ := proc.Host.ListenQueue(port); return q == 0 }) {
+		q, _ := proc.Host.ListenQueue(port)
+		t.Errorf("%d connections left waiting on the sockets of slots scaled away", q)
+	}
+	t.Logf("scaled 4 → 1 under load: %d requests, %d failed", load.Sent.Load(), load.Failed.Load())
 }

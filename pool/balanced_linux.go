@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/narwhal-init/narwhal/config"
-	"github.com/narwhal-init/narwhal/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -184,6 +183,22 @@ func (b *balancer) queue(name string) (queued, backlog int, ok bool) {
 	return queued, backlog, ok
 }
 
+// slotQueued counts the connections waiting on slot's own sockets.
+func (b *balancer) slotQueued(slot int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, g := range b.groups {
+		if g == nil || g.bySlot[slot] == nil {
+			continue
+		}
+		if q, _, ok := g.bySlot[slot].Queue(); ok {
+			n += q
+		}
+	}
+	return n
+}
+
 // first is each listener's first socket, for the listener list and the log.
 func (b *balancer) first() []*Socket {
 	b.mu.Lock()
@@ -218,16 +233,13 @@ func (b *balancer) close() {
 	}
 }
 
-// guarantee is what the log says at start about connections waiting on an empty slot.
-func (b *balancer) guarantee(fs proc.FS) string {
-	migrate, err := fs.TCPMigrateReq()
-	switch {
-	case b.steer == steerNone:
-		return "the kernel refused a reuseport program: connections are spread by hash over every slot, " +
-			"and those sent to a slot without a worker wait for its next one"
-	case err == nil && migrate:
-		return "new connections go to slots with a ready worker; what waits on a slot that empties is kept for its next worker"
-	default:
-		return "new connections go to slots with a ready worker; what waits on a slot that empties is kept for its next worker"
+// guarantee is what the log says at start about where connections go and what waits on a
+// slot without a worker.
+func (b *balancer) guarantee() string {
+	if b.steer == steerNone {
+		return "the kernel refused a reuseport program (classic and eBPF): connections are spread by hash " +
+			"over every slot, and one sent to a slot without a ready worker waits for the slot's next worker"
 	}
+	return "new connections go only to slots with a ready worker; what waits on a crashed worker's slot is " +
+		"served by its next worker, and a scale-down lets the worker accept what waits on its slot first"
 }

@@ -321,12 +321,18 @@ func (m *Machine) ScaleUp(now time.Time, attrs ...any) {
 
 // ScaleDown removes the highest slot, gracefully (SIGTTOU); see ScaleUp.
 func (m *Machine) ScaleDown(now time.Time, attrs ...any) {
-	if m.stopping || m.desired == 0 || (m.p.MaxWorkers > 0 && m.desired <= m.p.Workers) {
+	if !m.CanScaleDown() {
 		return
 	}
 	m.desired--
 	m.log.Info("scaling down", append([]any{"event", "scale", "workers", m.desired}, attrs...)...)
 	m.reconcile(now)
+}
+
+// CanScaleDown reports whether ScaleDown would remove a slot: not while stopping, not below a
+// range's MIN, not from an empty pool.
+func (m *Machine) CanScaleDown() bool {
+	return !m.stopping && m.desired > 0 && (m.p.MaxWorkers == 0 || m.desired > m.p.Workers)
 }
 
 // Zero stops every worker but keeps the listeners (SIGWINCH); the next Restart refills.

@@ -101,7 +101,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		parent:    proc.Host.PPID,
 	}
 	if bal != nil {
-		s.env.route = bal.route
+		s.env.route, s.env.slotQueued = bal.route, bal.slotQueued
 	}
 	if boot := newBootPriority(); boot != nil {
 		s.env.spawn = func(slot, gen int) (int, error) {
@@ -136,7 +136,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
 	}
 	if bal != nil {
-		log.Info("balanced: one SO_REUSEPORT socket per slot; "+bal.guarantee(proc.Host), "event", "config",
+		log.Info("balanced: one SO_REUSEPORT socket per slot; "+bal.guarantee(), "event", "config",
 			"steering", bal.steer.String())
 	}
 	return s, nil

@@ -49,6 +49,8 @@ type env struct {
 	// route steers new connections to the slots that have a ready worker (balanced mode);
 	// nil in the other modes.
 	route func(live []int) error
+	// slotQueued is how many connections wait on slot's own sockets (balanced mode).
+	slotQueued func(slot int) int
 }
 
 // Supervisor is the one goroutine that owns the pool's Machine. Signals, exits, notify
@@ -69,6 +71,9 @@ type Supervisor struct {
 	live     []int
 	routed   bool
 	routeErr bool
+	// retire is a scale-down under way in balanced mode: its slot is steered away from first,
+	// and its worker stopped once what waited on the slot's socket has been accepted.
+	retire *retiring
 
 	// readyByNotify: READY=1 makes a worker ready. Always with NARWHAL_READY=notify; in auto
 	// only where narwhal cannot see a worker accept, since some servers send it before their
@@ -96,6 +101,21 @@ type Supervisor struct {
 }
 
 type exitEvent struct{ pid, code int }
+
+// retiring is the slot a balanced scale-down empties, since when, and why (for the log).
+type retiring struct {
+	slot  int
+	since time.Time
+	why   []any
+}
+
+// A retiring slot's worker keeps accepting for at least retireMin after new connections were
+// steered away (a handshake begun before the steering still lands on its socket), and at most
+// retireMax while connections still wait there.
+const (
+	retireMin = 50 * time.Millisecond
+	retireMax = time.Second
+)
 
 // stopEvent is the context's end: a graceful stop, as SIGTERM.
 type stopEvent struct{}
@@ -195,16 +215,22 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	case notifyEvent:
 		s.handleNotify(now, ev)
 	case watchEvent:
+		s.retired(now)
 		if !s.m.Stopping() {
 			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.path)
 			s.m.Restart(now)
 		}
 	case stopEvent:
+		s.retired(now)
 		s.m.Stop(now)
 	case refreshEvent:
 		s.lastScan = time.Time{}
 	}
 	s.m.Tick(now)
+	if r := s.retire; r != nil && !now.Before(r.since.Add(retireMin)) &&
+		(s.env.slotQueued(r.slot) == 0 || !now.Before(r.since.Add(retireMax))) {
+		s.retired(now)
+	}
 	// The scan is due by the clock, not by how quiet the loop is: a flood of events (watchdog
 	// pings from a large pool) must not postpone the detection of a starting worker.
 	if due := s.lastScan.Add(s.scanInterval()); !now.Before(due) {
@@ -222,6 +248,14 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	if next := s.m.Next(now); !next.IsZero() && next.Before(wake) {
 		wake = next
 	}
+	if s.retire != nil {
+		// Its queue is looked at every 10 ms.
+		next := now.Add(10 * time.Millisecond)
+		if first := s.retire.since.Add(retireMin); first.After(next) {
+			next = first
+		}
+		wake = earliest(wake, next)
+	}
 	return wake
 }
 
@@ -233,15 +267,19 @@ func (s *Supervisor) route() {
 		return
 	}
 	var live []int
+	filling := s.m.Desired()
+	if s.retire != nil {
+		filling = s.retire.slot
+	}
 	for _, w := range s.m.Workers() {
-		if w.State == Ready && !slices.Contains(live, w.Slot) {
+		if w.State == Ready && w.Slot < max(filling, 1) && !slices.Contains(live, w.Slot) {
 			live = append(live, w.Slot)
 		}
 	}
 	slices.Sort(live)
 	if len(live) == 0 {
 		live = []int{0}
-		for slot := 1; slot < s.m.Desired(); slot++ {
+		for slot := 1; slot < filling; slot++ {
 			live = append(live, slot)
 		}
 	}
@@ -253,6 +291,27 @@ func (s *Supervisor) route() {
 		s.routeErr = true
 		s.log.Warn("cannot steer connections to the ready workers; the kernel spreads them over every slot",
 			"event", "config", "error", err)
+	}
+}
+
+// scaleDown removes the highest slot. In balanced mode it first steers new connections away
+// from the slot and lets its worker accept what already waits on the slot's socket, which would
+// otherwise wait for the slot's next worker; see retired.
+func (s *Supervisor) scaleDown(now time.Time, why ...any) {
+	if s.env.slotQueued == nil || !s.m.CanScaleDown() || s.m.Desired() <= 1 {
+		s.m.ScaleDown(now, why...)
+		return
+	}
+	s.retired(now) // a second step down completes the first at once
+	s.retire = &retiring{slot: s.m.Desired() - 1, since: now, why: why}
+	s.route()
+}
+
+// retired completes a balanced scale-down under way, if any.
+func (s *Supervisor) retired(now time.Time) {
+	if r := s.retire; r != nil {
+		s.retire = nil
+		s.m.ScaleDown(now, r.why...)
 	}
 }
 
@@ -268,7 +327,7 @@ func (s *Supervisor) resize(now time.Time) {
 	case +1:
 		s.m.ScaleUp(now, why...)
 	case -1:
-		s.m.ScaleDown(now, why...)
+		s.scaleDown(now, why...)
 	}
 }
 
@@ -431,6 +490,11 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	s.board.CountSignal(config.SignalName(sig))
 	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
 	switch sig {
+	case syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH,
+		syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+		s.retired(now) // a scale-down under way completes before anything else moves the pool
+	}
+	switch sig {
 	case syscall.SIGHUP, syscall.SIGUSR2:
 		s.m.Restart(now)
 		select {
@@ -440,7 +504,7 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	case syscall.SIGTTIN:
 		s.m.ScaleUp(now, "signal", "SIGTTIN")
 	case syscall.SIGTTOU:
-		s.m.ScaleDown(now, "signal", "SIGTTOU")
+		s.scaleDown(now, "signal", "SIGTTOU")
 	case syscall.SIGWINCH:
 		s.m.Zero(now)
 	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:

@@ -642,3 +642,62 @@ func TestRouteFollowsReadyWorkers(t *testing.T) {
 	s.at(t0.Add(2*time.Second), syscall.SIGWINCH)
 	check("SIGWINCH: every worker stopping", 0)
 }
+
+// TestScaleDownDrainsTheSlot: in balanced mode SIGTTOU first steers new connections away from
+// the highest slot, and stops its worker only once nothing waits on the slot's socket (and
+// retireMin has passed), or after retireMax; another signal completes it at once.
+func TestScaleDownDrainsTheSlot(t *testing.T) {
+	s := newSupervised(t, "WORKERS=3", "READY=notify")
+	var routes [][]int
+	queued := map[int]int{}
+	s.env.route = func(live []int) error { routes = append(routes, live); return nil }
+	s.env.slotQueued = func(slot int) int { return queued[slot] }
+	s.at(t0, startEvent{})
+	for _, pid := range s.f.spawned {
+		s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	}
+	top := s.f.spawned[2]
+	stopped := func() bool { return s.f.signalled(top, syscall.SIGTERM) }
+
+	queued[2] = 3
+	s.at(t0, syscall.SIGTTOU)
+	if got := routes[len(routes)-1]; !slices.Equal(got, []int{0, 1}) || stopped() || s.m.Desired() != 3 {
+		t.Fatalf("SIGTTOU: steered to %v, stopped %v, desired %d; want [0 1], the worker still up, 3", got, stopped(), s.m.Desired())
+	}
+	if wake := s.at(t0.Add(10*time.Millisecond), nil); stopped() || wake.After(t0.Add(retireMin)) {
+		t.Fatalf("stopped %v before retireMin, or woke at %s, after it", stopped(), wake.Sub(t0))
+	}
+	s.at(t0.Add(retireMin), nil)
+	if stopped() {
+		t.Fatal("stopped while 3 connections wait on its slot")
+	}
+	queued[2] = 0
+	s.at(t0.Add(retireMin+10*time.Millisecond), nil)
+	if !stopped() || s.m.Desired() != 2 {
+		t.Fatalf("queue empty: stopped %v, desired %d; want the worker stopping, 2", stopped(), s.m.Desired())
+	}
+
+	// Connections that never leave: stopped after retireMax all the same.
+	queued[1] = 5
+	now := t0.Add(time.Second)
+	s.at(now, syscall.SIGTTOU)
+	s.at(now.Add(retireMax-time.Millisecond), nil)
+	if s.m.Desired() != 2 {
+		t.Fatal("stopped before retireMax with connections waiting")
+	}
+	s.at(now.Add(retireMax), nil)
+	if s.m.Desired() != 1 {
+		t.Fatalf("desired %d after retireMax, want 1", s.m.Desired())
+	}
+
+	// SIGTTIN during a scale-down completes it first: 1 → (2 retiring) → 1 → 2.
+	s.at(now.Add(2*time.Second), syscall.SIGTTIN)
+	for _, pid := range s.f.spawned[3:] {
+		s.at(now.Add(2*time.Second), notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	}
+	s.at(now.Add(3*time.Second), syscall.SIGTTOU)
+	s.at(now.Add(3*time.Second), syscall.SIGTTIN)
+	if s.m.Desired() != 2 || s.retire != nil {
+		t.Errorf("SIGTTOU then SIGTTIN: desired %d, retiring %v; want 2, none", s.m.Desired(), s.retire)
+	}
+}

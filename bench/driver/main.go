@@ -8,7 +8,10 @@
 //   - scale: a load that steps up and down against a pool sized by narwhal from its accept
 //     queue, beside fixed pools of its MIN and MAX (bench/scale.sh);
 //   - output: workers writing lines as fast as they can, through narwhal
-//     (NARWHAL_WORKER_OUTPUT=json, text) or straight to its stdout (inherit) (bench/output.sh).
+//     (NARWHAL_WORKER_OUTPUT=json, text) or straight to its stdout (inherit) (bench/output.sh);
+//   - balance: how evenly four workers share new and keep-alive connections under each
+//     NARWHAL_SOCKET_MODE and under node's cluster module, and what rollouts and a SIGKILL under
+//     load cost (bench/balance.sh).
 package main
 
 import (
@@ -51,7 +54,7 @@ var scenarios = []scenario{
 func main() {
 	root := flag.String("root", ".", "the project's root (bin/narwhal and examples/ under it)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: bench-driver [-root DIR] peers [-scenarios abcd] [-rows TEXT] | scale | output [-runs N]")
+		fmt.Fprintln(os.Stderr, "usage: bench-driver [-root DIR] peers [-scenarios abcd] [-rows TEXT] | scale | output [-runs N] | balance [-runs N] [-requests N]")
 	}
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -66,6 +69,8 @@ func main() {
 		scale(abs)
 	case "output":
 		output(abs, flag.Args()[1:])
+	case "balance":
+		balance(abs, flag.Args()[1:])
 	default:
 		flag.Usage()
 		os.Exit(2)
