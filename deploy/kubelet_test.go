@@ -133,6 +133,29 @@ func TestKubelet(t *testing.T) {
 	t.Run("DefaultPod", func(t *testing.T) { testDefaultPod(t, n) })
 	t.Run("ManualDrain", func(t *testing.T) { testManualDrain(t, n) })
 	t.Run("CPUs", func(t *testing.T) { testCPUs(t, n) })
+	t.Run("Balanced", func(t *testing.T) { testBalanced(t, n) })
+}
+
+// testBalanced: NARWHAL_SOCKET_MODE=balanced in the chart's locked-down container (non-root, no
+// capabilities) steers with what the kernel allows there, and serves from every worker.
+func testBalanced(t *testing.T, n *node) {
+	r := n.start(t, staticPod(t, "narwhal-balanced", map[string]any{"narwhal": map[string]any{"workers": 2, "socketMode": "balanced"}}))
+	line := r.events("config", `"steering":"`)
+	if len(line) != 1 || strings.Contains(line[0].line, `"steering":"none"`) {
+		t.Fatalf("balanced mode in the pod logged %v; want one steering, not none", line)
+	}
+	pids := map[string]int{}
+	for range 100 {
+		body, err := e2e.Get(r.url(8080, "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[regexp.MustCompile(`"pid":(\d+)`).FindString(body)]++
+	}
+	if len(pids) != 2 {
+		t.Errorf("100 requests reached %v, want both workers", pids)
+	}
+	t.Logf("balanced in the pod: %s; 100 requests: %v", regexp.MustCompile(`"steering":"[a-z-]+"`).FindString(line[0].line), pids)
 }
 
 // testDefaultPod: the chart's defaults turn Ready through the probes; the workers answer on

@@ -85,6 +85,7 @@ func lookPath(name string) error { _, err := exec.LookPath(name); return err }
 // stops both and undoes what they did to the host.
 func startNode(t *testing.T) *node {
 	t.Helper()
+	lockHost(t)
 	kubelet := kubeletBinary(t)
 	cni := debianPackage(t, "containernetworking-plugins")
 	catatonit := debianPackage(t, "catatonit")
@@ -107,6 +108,29 @@ func startNode(t *testing.T) *node {
 	n.loadImages(t, filepath.Join(catatonit, "usr/bin/catatonit"))
 	n.startKubelet(t, kubelet)
 	return n
+}
+
+// lockHost waits for any other run of these tests on this machine to end: a node changes
+// what is the host's alone (the kubepods cgroups, the kubelet's sysctls, /var/lib/kubelet), and
+// two would undo each other's work. It also guards the kubelet's cache while it is built.
+func lockHost(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "narwhal-kubelet-test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		if time.Since(start) > 20*time.Minute {
+			f.Close()
+			t.Fatal("another run of the kubelet tests held the host for 20 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Logf("waited %s for another run of the kubelet tests", waited.Round(time.Second))
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
 }
 
 // kubeletBinary builds the kubelet once per Kubernetes and Go version, under the user's cache
