@@ -96,7 +96,7 @@ func TestBalancedSpreadsEvenly(t *testing.T) {
 		t.Errorf("400 requests reached %d workers, want 4: %v", len(counts), counts)
 	case steering == "round-robin" && hi-lo > 1:
 		t.Errorf("round-robin steering: requests per worker %v, want 100 each", counts)
-	case float64(hi)/float64(lo) > 1.6:
+	case float64(hi)/float64(lo) > 2: // at random: 1.6 is passed once in 200 runs
 		t.Errorf("%s steering: requests per worker %v", steering, counts)
 	}
 	t.Logf("%s steering: 400 requests on new connections per worker: %v", steering, counts)
@@ -128,10 +128,20 @@ func TestBalancedZeroDowntime(t *testing.T) {
 
 	victim := e2e.Children(p.PID)[0]
 	syscall.Kill(victim, syscall.SIGSTOP)
+	if !e2e.Eventually(timeout, func() bool { st, ok := proc.Host.Snapshot().Stat(victim); return ok && st.State == 'T' }) {
+		t.Fatal("the victim never stopped")
+	}
 	port, _ := strconv.Atoi(url[strings.LastIndexByte(url, ':')+1:])
 	answered := make(chan error, 20)
+	patient := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	for range 20 {
-		go func() { _, err := e2e.Get(url); answered <- err }()
+		go func() {
+			resp, err := patient.Get(url)
+			if err == nil {
+				resp.Body.Close()
+			}
+			answered <- err
+		}()
 	}
 	if !e2e.Eventually(timeout, func() bool { q, _ := proc.Host.ListenQueue(port); return q > 0 }) {
 		t.Fatal("no connection waits on the stopped worker's slot")
@@ -140,16 +150,15 @@ func TestBalancedZeroDowntime(t *testing.T) {
 	syscall.Kill(victim, syscall.SIGKILL)
 	waitEvents(t, p, "exit", 4*10+1)
 	// --status is answered after a pass of narwhal's loop, so once it returns, the pass that
-	// handled the exit has steered connections away from the empty slot.
+	// handled the exit has steered connections away from the empty slot. Each request must then
+	// be answered within a second, where one sent to the empty slot would wait for the restart
+	// delay (2 s) and the replacement's boot.
 	p.Client(0, "--status")
-	counts := perWorker(t, url, 60) // within the 2 s restart delay
+	counts := perWorker(t, url, 60)
 	for range 20 {
 		if err := <-answered; err != nil {
 			t.Errorf("a request sent while the victim was stopped: %v", err)
 		}
-	}
-	if len(counts) != n-1 {
-		t.Errorf("with the killed worker's slot empty, requests went to %v, want the 3 others", counts)
 	}
 	t.Logf("%s steering: 10 rollouts under load: %d requests, %d failed; %d connections waiting on the "+
 		"killed worker's slot all answered; while it was empty: %v", steering, load.Sent.Load(), load.Failed.Load(), waiting, counts)

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -36,33 +37,44 @@ type group struct {
 }
 
 // steering is how new connections reach live slots: an eBPF program that takes them in turn
-// (it needs CAP_BPF or CAP_SYS_ADMIN, or unprivileged eBPF), a classic BPF one that picks at
-// random (no privilege), or none: the kernel's hash over every slot.
+// (it needs CAP_BPF, or CAP_SYS_ADMIN before Linux 5.8, or unprivileged eBPF), or a classic BPF
+// one that picks at random, which needs no privilege.
 type steering int
 
 const (
-	steerNone steering = iota
-	steerRandom
+	steerRandom steering = iota
 	steerRoundRobin
 )
 
-func (s steering) String() string { return [...]string{"none", "random", "round-robin"}[s] }
+func (s steering) String() string { return [...]string{"random", "round-robin"}[s] }
+
+// errNoBalance is a balanced mode that cannot be: no TCP listener to group, or a kernel that
+// refuses every reuseport program, with which the kernel would hash connections onto slots
+// that may have no worker. The pool then runs in inherit mode.
+var errNoBalance = errors.New("balanced mode unavailable")
 
 // newBalancer binds slot 0's sockets, so that an address in use is an error at start, and
-// checks which steering the kernel allows.
+// finds the steering the kernel allows.
 func newBalancer(ls config.Listeners, backlog int) (*balancer, error) {
 	b := &balancer{listen: ls, backlog: backlog, groups: make([]*group, len(ls)), shared: make([]*Socket, len(ls))}
+	tcp := false
 	for i, l := range ls {
-		if l.Network == "unix" {
+		if l.Network != "unix" {
+			b.groups[i], tcp = &group{bySlot: map[int]*Socket{}, counter: -1}, true
+		}
+	}
+	if !tcp {
+		return nil, fmt.Errorf("%w: no TCP listener (unix sockets cannot be grouped)", errNoBalance)
+	}
+	for i, l := range ls {
+		if b.groups[i] == nil {
 			s, err := bind(l, backlog, false)
 			if err != nil {
 				b.close()
 				return nil, err
 			}
 			b.shared[i] = s
-			continue
 		}
-		b.groups[i] = &group{bySlot: map[int]*Socket{}, counter: -1}
 	}
 	if _, err := b.forSlot(0); err != nil {
 		b.close()
@@ -78,9 +90,18 @@ func newBalancer(ls config.Listeners, backlog int) (*balancer, error) {
 			err = attachRoundRobin(g.bySlot[0], g.counter, []int{0})
 		}
 		if err != nil {
-			b.steer = min(b.steer, steerRandom)
-			if attachRandom(g.bySlot[0], []int{0}) != nil {
-				b.steer = steerNone
+			b.steer = steerRandom
+			break
+		}
+	}
+	if b.steer == steerRandom {
+		for _, g := range b.groups { // attaching replaces any round-robin program already there
+			if g == nil {
+				continue
+			}
+			if err := attachRandom(g.bySlot[0], []int{0}); err != nil {
+				b.close()
+				return nil, fmt.Errorf("%w: the kernel refused a reuseport program: %v", errNoBalance, err)
 			}
 		}
 	}
@@ -118,11 +139,9 @@ func (b *balancer) forSlot(slot int) ([]*Socket, error) {
 // route steers each group's new connections to the live slots (those with a ready worker);
 // with none live, every slot takes its share and keeps it until a worker comes.
 func (b *balancer) route(live []int) error {
-	if b.steer == steerNone {
-		return nil
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var errs []error
 	for _, g := range b.groups {
 		if g == nil {
 			continue
@@ -133,17 +152,13 @@ func (b *balancer) route(live []int) error {
 				idx = append(idx, i)
 			}
 		}
-		var err error
 		if b.steer == steerRoundRobin {
-			err = attachRoundRobin(g.bySlot[g.order[0]], g.counter, idx)
+			errs = append(errs, attachRoundRobin(g.bySlot[g.order[0]], g.counter, idx))
 		} else {
-			err = attachRandom(g.bySlot[g.order[0]], idx)
-		}
-		if err != nil {
-			return err
+			errs = append(errs, attachRandom(g.bySlot[g.order[0]], idx))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // inodes are every socket's, for the readiness detector.
@@ -229,6 +244,7 @@ func (b *balancer) close() {
 		}
 		if g.counter >= 0 {
 			unix.Close(g.counter)
+			g.counter = -1
 		}
 	}
 }
@@ -236,10 +252,6 @@ func (b *balancer) close() {
 // guarantee is what the log says at start about where connections go and what waits on a
 // slot without a worker.
 func (b *balancer) guarantee() string {
-	if b.steer == steerNone {
-		return "the kernel refused a reuseport program (classic and eBPF): connections are spread by hash " +
-			"over every slot, and one sent to a slot without a ready worker waits for the slot's next worker"
-	}
 	return "new connections go only to slots with a ready worker; what waits on a crashed worker's slot is " +
-		"served by its next worker, and a scale-down lets the worker accept what waits on its slot first"
+		"served by its next worker, and a scale-down lets the worker accept what waits on its slot before it stops"
 }

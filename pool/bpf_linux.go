@@ -2,6 +2,7 @@ package pool
 
 import (
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -91,6 +92,8 @@ func loadSocketFilter(prog []bpfInsn) (int, error) {
 		insns: uint64(uintptr(unsafe.Pointer(&prog[0]))), license: uint64(uintptr(unsafe.Pointer(&license[0]))),
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(prog) // the attribute holds their addresses as integers
+	runtime.KeepAlive(license)
 	if errno != 0 {
 		return -1, fmt.Errorf("bpf program: %w", errno)
 	}

@@ -1,6 +1,9 @@
 package pool
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/narwhal-init/narwhal/config"
@@ -21,5 +24,18 @@ func TestListenerIsPlainTCP(t *testing.T) {
 	}
 	if proto != unix.IPPROTO_TCP {
 		t.Errorf("the socket passed to workers has protocol %d, want TCP (%d)", proto, unix.IPPROTO_TCP)
+	}
+}
+
+// TestBalancedNeedsATCPListener: unix sockets cannot form a reuseport group, so balanced mode
+// with none but them is unavailable (and New runs the pool as inherit, saying why).
+func TestBalancedNeedsATCPListener(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.sock")
+	_, err := newBalancer(config.Listeners{{Name: "listen0", Network: "unix", Address: path}}, 16)
+	if !errors.Is(err, errNoBalance) {
+		t.Fatalf("newBalancer of a unix listener alone: %v, want errNoBalance", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("the unix socket was bound all the same")
 	}
 }

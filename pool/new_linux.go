@@ -61,6 +61,9 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	case "balanced":
 		if bal, err = newBalancer(cfg.Listen, int(cfg.Backlog)); err == nil {
 			sockets = bal.first()
+		} else if errors.Is(err, errNoBalance) {
+			log.Warn("NARWHAL_SOCKET_MODE=balanced: running as inherit", "event", "config", "reason", err.Error())
+			sockets, err = Bind(cfg.Listen, int(cfg.Backlog))
 		}
 	}
 	if err != nil {
@@ -69,6 +72,9 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	ns, err := listenNotify()
 	if err != nil {
 		CloseAll(sockets)
+		if bal != nil {
+			bal.close()
+		}
 		return nil, &Error{Code: 1, Err: err}
 	}
 	environ := baseEnv(os.Environ())

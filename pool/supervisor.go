@@ -110,12 +110,10 @@ type retiring struct {
 }
 
 // A retiring slot's worker keeps accepting for at least retireMin after new connections were
-// steered away (a handshake begun before the steering still lands on its socket), and at most
-// retireMax while connections still wait there.
-const (
-	retireMin = 50 * time.Millisecond
-	retireMax = time.Second
-)
+// steered away: a handshake begun before the steering still lands on its socket, one round
+// trip later, or a SYN-ACK retransmission (1 s) later. It is stopped once nothing waits there,
+// or when NARWHAL_STOP_TIMEOUT has passed all the same.
+const retireMin = 1500 * time.Millisecond
 
 // stopEvent is the context's end: a graceful stop, as SIGTERM.
 type stopEvent struct{}
@@ -228,7 +226,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	}
 	s.m.Tick(now)
 	if r := s.retire; r != nil && !now.Before(r.since.Add(retireMin)) &&
-		(s.env.slotQueued(r.slot) == 0 || !now.Before(r.since.Add(retireMax))) {
+		(s.env.slotQueued(r.slot) == 0 || !now.Before(r.since.Add(max(retireMin, s.cfg.StopTimeout.D())))) {
 		s.retired(now)
 	}
 	// The scan is due by the clock, not by how quiet the loop is: a flood of events (watchdog
@@ -286,12 +284,16 @@ func (s *Supervisor) route() {
 	if s.routed && slices.Equal(live, s.live) {
 		return
 	}
-	s.live, s.routed = live, true
-	if err := s.env.route(live); err != nil && !s.routeErr {
-		s.routeErr = true
-		s.log.Warn("cannot steer connections to the ready workers; the kernel spreads them over every slot",
-			"event", "config", "error", err)
+	if err := s.env.route(live); err != nil {
+		// Tried again at the next pass; logged once until it works.
+		if !s.routeErr {
+			s.routeErr = true
+			s.log.Warn("cannot steer new connections to the ready workers; the last steering stays",
+				"event", "config", "error", err)
+		}
+		return
 	}
+	s.live, s.routed, s.routeErr = live, true, false
 }
 
 // scaleDown removes the highest slot. In balanced mode it first steers new connections away
@@ -305,6 +307,17 @@ func (s *Supervisor) scaleDown(now time.Time, why ...any) {
 	s.retired(now) // a second step down completes the first at once
 	s.retire = &retiring{slot: s.m.Desired() - 1, since: now, why: why}
 	s.route()
+}
+
+// scaleUp adds a slot; a balanced scale-down under way is called off instead, and its slot,
+// whose worker still runs, is steered to again.
+func (s *Supervisor) scaleUp(now time.Time, why ...any) {
+	if s.retire != nil {
+		s.retire = nil
+		s.route()
+		return
+	}
+	s.m.ScaleUp(now, why...)
 }
 
 // retired completes a balanced scale-down under way, if any.
@@ -325,7 +338,7 @@ func (s *Supervisor) resize(now time.Time) {
 	}
 	switch step, why := s.scale.decide(now, s.m.Desired(), s.m.p.Workers, s.m.p.MaxWorkers); step {
 	case +1:
-		s.m.ScaleUp(now, why...)
+		s.scaleUp(now, why...)
 	case -1:
 		s.scaleDown(now, why...)
 	}
@@ -490,7 +503,7 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	s.board.CountSignal(config.SignalName(sig))
 	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
 	switch sig {
-	case syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH,
+	case syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTTOU, syscall.SIGWINCH,
 		syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
 		s.retired(now) // a scale-down under way completes before anything else moves the pool
 	}
@@ -502,7 +515,7 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 		default: // one is pending already, or nothing is watched
 		}
 	case syscall.SIGTTIN:
-		s.m.ScaleUp(now, "signal", "SIGTTIN")
+		s.scaleUp(now, "signal", "SIGTTIN")
 	case syscall.SIGTTOU:
 		s.scaleDown(now, "signal", "SIGTTOU")
 	case syscall.SIGWINCH:
@@ -591,6 +604,9 @@ func (s *Supervisor) close() {
 		s.notify.Close()
 	}
 	CloseAll(s.sockets)
+	if s.balanced != nil {
+		s.balanced.close()
+	}
 }
 
 // effects carries out the machine's decisions through the env.

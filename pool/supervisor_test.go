@@ -645,9 +645,9 @@ func TestRouteFollowsReadyWorkers(t *testing.T) {
 
 // TestScaleDownDrainsTheSlot: in balanced mode SIGTTOU first steers new connections away from
 // the highest slot, and stops its worker only once nothing waits on the slot's socket (and
-// retireMin has passed), or after retireMax; another signal completes it at once.
+// retireMin has passed), or after NARWHAL_STOP_TIMEOUT; a scale-up meanwhile calls it off.
 func TestScaleDownDrainsTheSlot(t *testing.T) {
-	s := newSupervised(t, "WORKERS=3", "READY=notify")
+	s := newSupervised(t, "WORKERS=3", "READY=notify", "STOP_TIMEOUT=2s")
 	var routes [][]int
 	queued := map[int]int{}
 	s.env.route = func(live []int) error { routes = append(routes, live); return nil }
@@ -657,47 +657,76 @@ func TestScaleDownDrainsTheSlot(t *testing.T) {
 		s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
 	}
 	top := s.f.spawned[2]
-	stopped := func() bool { return s.f.signalled(top, syscall.SIGTERM) }
+	stopped := func(pid int) bool { return s.f.signalled(pid, syscall.SIGTERM) }
 
 	queued[2] = 3
 	s.at(t0, syscall.SIGTTOU)
-	if got := routes[len(routes)-1]; !slices.Equal(got, []int{0, 1}) || stopped() || s.m.Desired() != 3 {
-		t.Fatalf("SIGTTOU: steered to %v, stopped %v, desired %d; want [0 1], the worker still up, 3", got, stopped(), s.m.Desired())
+	if got := routes[len(routes)-1]; !slices.Equal(got, []int{0, 1}) || stopped(top) || s.m.Desired() != 3 {
+		t.Fatalf("SIGTTOU: steered to %v, stopped %v, desired %d; want [0 1], the worker still up, 3", got, stopped(top), s.m.Desired())
 	}
-	if wake := s.at(t0.Add(10*time.Millisecond), nil); stopped() || wake.After(t0.Add(retireMin)) {
-		t.Fatalf("stopped %v before retireMin, or woke at %s, after it", stopped(), wake.Sub(t0))
-	}
-	s.at(t0.Add(retireMin), nil)
-	if stopped() {
-		t.Fatal("stopped while 3 connections wait on its slot")
+	if wake := s.at(t0.Add(10*time.Millisecond), nil); stopped(top) || wake.After(t0.Add(retireMin)) {
+		t.Fatalf("stopped %v before retireMin, or woke at %s, after it", stopped(top), wake.Sub(t0))
 	}
 	queued[2] = 0
-	s.at(t0.Add(retireMin+10*time.Millisecond), nil)
-	if !stopped() || s.m.Desired() != 2 {
-		t.Fatalf("queue empty: stopped %v, desired %d; want the worker stopping, 2", stopped(), s.m.Desired())
+	s.at(t0.Add(retireMin-time.Millisecond), nil)
+	if stopped(top) {
+		t.Fatal("stopped before retireMin")
+	}
+	s.at(t0.Add(retireMin), nil)
+	if !stopped(top) || s.m.Desired() != 2 {
+		t.Fatalf("queue empty: stopped %v, desired %d; want the worker stopping, 2", stopped(top), s.m.Desired())
 	}
 
-	// Connections that never leave: stopped after retireMax all the same.
+	// Connections that never leave: stopped after NARWHAL_STOP_TIMEOUT all the same.
 	queued[1] = 5
-	now := t0.Add(time.Second)
+	now := t0.Add(5 * time.Second)
 	s.at(now, syscall.SIGTTOU)
-	s.at(now.Add(retireMax-time.Millisecond), nil)
+	s.at(now.Add(2*time.Second-time.Millisecond), nil)
 	if s.m.Desired() != 2 {
-		t.Fatal("stopped before retireMax with connections waiting")
+		t.Fatal("stopped before NARWHAL_STOP_TIMEOUT with connections waiting")
 	}
-	s.at(now.Add(retireMax), nil)
-	if s.m.Desired() != 1 {
-		t.Fatalf("desired %d after retireMax, want 1", s.m.Desired())
+	s.at(now.Add(2*time.Second), nil)
+	if s.m.Desired() != 1 || !stopped(s.f.spawned[1]) {
+		t.Fatalf("desired %d after NARWHAL_STOP_TIMEOUT, want 1", s.m.Desired())
 	}
 
-	// SIGTTIN during a scale-down completes it first: 1 → (2 retiring) → 1 → 2.
-	s.at(now.Add(2*time.Second), syscall.SIGTTIN)
-	for _, pid := range s.f.spawned[3:] {
-		s.at(now.Add(2*time.Second), notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	// SIGTTIN during a scale-down calls it off: the worker keeps serving and is steered to.
+	now = now.Add(5 * time.Second)
+	s.at(now, syscall.SIGTTIN)
+	fresh := s.f.spawned[len(s.f.spawned)-1]
+	s.at(now, notifyEvent{sender: fresh, fromPipe: true, msg: "READY=1"})
+	spawned := len(s.f.spawned)
+	s.at(now.Add(time.Second), syscall.SIGTTOU)
+	s.at(now.Add(time.Second), syscall.SIGTTIN)
+	if s.m.Desired() != 2 || s.retire != nil || stopped(fresh) || len(s.f.spawned) != spawned ||
+		!slices.Equal(routes[len(routes)-1], []int{0, 1}) {
+		t.Errorf("SIGTTOU then SIGTTIN: desired %d, retiring %v, worker stopped %v, spawned %d more, steered to %v; "+
+			"want 2, none, no, 0, [0 1]", s.m.Desired(), s.retire, stopped(fresh), len(s.f.spawned)-spawned, routes[len(routes)-1])
 	}
-	s.at(now.Add(3*time.Second), syscall.SIGTTOU)
-	s.at(now.Add(3*time.Second), syscall.SIGTTIN)
-	if s.m.Desired() != 2 || s.retire != nil {
-		t.Errorf("SIGTTOU then SIGTTIN: desired %d, retiring %v; want 2, none", s.m.Desired(), s.retire)
+}
+
+// TestRouteRetriedAfterAFailure: a steering the kernel refused is tried again at the next pass.
+func TestRouteRetriedAfterAFailure(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	fail := true
+	var routes [][]int
+	s.env.route = func(live []int) error {
+		if fail {
+			return syscall.ENOMEM
+		}
+		routes = append(routes, live)
+		return nil
+	}
+	s.at(t0, startEvent{})
+	for _, pid := range s.f.spawned {
+		s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	}
+	fail = false
+	s.at(t0.Add(time.Millisecond), nil)
+	if len(routes) != 1 || !slices.Equal(routes[0], []int{0, 1}) {
+		t.Errorf("after a failed steering, the next pass steered to %v, want [[0 1]]", routes)
+	}
+	if n := strings.Count(s.log.String(), "cannot steer"); n != 1 {
+		t.Errorf("the failure was logged %d times, want once", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,15 @@ type running struct {
 	url  string
 	mu   sync.Mutex
 	logs strings.Builder
+}
+
+// steeringLog is narwhal's line saying how balanced mode steers.
+var steeringLog = regexp.MustCompile(`"steering":"([a-z-]+)"`)
+
+func (r *running) logged() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.logs.String()
 }
 
 func (r *running) count(s string) int {
@@ -218,11 +228,15 @@ func balance(root string, args []string) {
 				each, kind = each*5, "keep-alive"
 			}
 			var results []share
+			name := rn.name
 			for range *runs {
 				r, err := startRunner(root, rn)
 				if err != nil {
 					log.Print(err)
 					continue
+				}
+				if m := steeringLog.FindStringSubmatch(r.logged()); m != nil {
+					name = rn.name + " (" + m[1] + ")"
 				}
 				results = append(results, measure(r.url, clients, each, keep))
 				r.stop()
@@ -240,7 +254,7 @@ func balance(root string, args []string) {
 			for _, s := range results {
 				rps, p99, failed = append(rps, s.rps), append(p99, s.p99), failed+s.failed
 			}
-			fmt.Printf("| %s | %s | %s | %s | %s | %v | %.0f | %.1f | %d |\n", rn.app, rn.name, kind, ratio(med.ratio()),
+			fmt.Printf("| %s | %s | %s | %s | %s | %v | %.0f | %.1f | %d |\n", rn.app, name, kind, ratio(med.ratio()),
 				strings.Join(ratios, ", "), med.perWorker, median(rps), median(p99), failed)
 		}
 	}
