@@ -40,6 +40,9 @@ func TestWatchKubeletSwap(t *testing.T) {
 	if f := load.Failed.Load(); f != 0 {
 		t.Errorf("%d of %d requests failed:\n%s", f, load.Sent.Load(), load.Errors())
 	}
+	if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == 2 }) {
+		t.Fatalf("%d workers after the rollout, want 2", e2e.LiveChildren(p.PID))
+	}
 	if h := getHello(t, url); h.Generation != "2" {
 		t.Errorf("after the rollout a worker of generation %s answered, want 2", h.Generation)
 	}
@@ -60,6 +63,11 @@ func TestWatchInPlace(t *testing.T) {
 	os.WriteFile(file+".tmp", []byte(`{"a":3}`), 0o644)
 	os.Rename(file+".tmp", file)
 	waitEvents(t, p, "rollout_completed", 2)
+	// The stopped worker may still answer a connection it accepted while the stop signal
+	// reached it (a busy machine makes that window wide): ask once it has gone.
+	if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == 1 }) {
+		t.Fatalf("%d workers after the second rollout, want 1", e2e.LiveChildren(p.PID))
+	}
 	if h := getHello(t, url); h.Generation != "3" {
 		t.Errorf("generation %s answered, want 3", h.Generation)
 	}
