@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -205,8 +204,7 @@ func outputMedian(rs []outputResult) outputResult {
 		for i, r := range rs {
 			v[i] = f(r)
 		}
-		slices.Sort(v)
-		return v[len(v)/2]
+		return median(v)
 	}
 	return outputResult{
 		seconds: med(func(r outputResult) float64 { return r.seconds }),
