@@ -69,8 +69,9 @@ type Worker struct {
 
 // Effects are what the machine does to the world; the supervisor runs processes, tests record.
 type Effects interface {
-	// Spawn starts a worker for slot in generation gen and returns its PID.
-	Spawn(slot, gen int) (int, error)
+	// Spawn starts a worker for slot in generation gen and returns its PID and when it started
+	// (zero for the time the machine was given).
+	Spawn(slot, gen int) (pid int, started time.Time, err error)
 	// Signal sends sig to pid, or to its whole process group, and reports whether any
 	// process received it.
 	Signal(pid int, sig syscall.Signal, group bool) bool
@@ -146,6 +147,9 @@ type canary struct {
 	slot  int
 	pid   int       // 0 until it is started
 	until time.Time // zero until it is ready
+	// replace is a replacement the canary asked for while on trial (WATCHDOG=trigger); its slot
+	// gets it once the canary has passed and taken the slot over.
+	replace string
 }
 
 // Stats are the machine's counters, read by metrics.
@@ -276,8 +280,16 @@ func (m *Machine) Replace(now time.Time, pid int, reason string) {
 		if reason == ReasonMemory {
 			m.failCanary(now, w, reason)
 			m.reconcile(now)
+			return
 		}
-		return // a watchdog trigger waits until the canary has taken over its slot
+		// A watchdog trigger waits until the canary has taken over its slot: replacing it now
+		// would bring a second new worker into a rollout still on trial.
+		if c := m.canaryOf(w); c.replace == "" {
+			c.replace = reason
+			m.log.Info("replacing worker once its canary time has passed", "event", "replace", "slot", w.Slot,
+				"pid", pid, "generation", w.Gen, "reason", reason)
+		}
+		return
 	}
 	if w.replacement {
 		return
@@ -655,6 +667,9 @@ func (m *Machine) reconcile(now time.Time) {
 					"pid", w.PID, "generation", w.Gen)
 				m.rollout.canary = nil
 				m.takeOver(now, w)
+				if c.replace != "" {
+					s.replace = c.replace
+				}
 				continue
 			}
 			if !w.retireAt.IsZero() && !now.Before(w.retireAt) && s.replace == "" && !m.stopping {
@@ -781,7 +796,7 @@ func (m *Machine) rolloutDone() bool {
 }
 
 func (m *Machine) spawn(now time.Time, id int, replacement bool) {
-	pid, err := m.fx.Spawn(id, m.gen)
+	pid, started, err := m.fx.Spawn(id, m.gen)
 	if err != nil {
 		m.spawnFailed(now, id, replacement, err)
 		return
@@ -790,7 +805,9 @@ func (m *Machine) spawn(now time.Time, id int, replacement bool) {
 	if !replacement {
 		m.slot(id).replace = "" // a fresh worker in an empty slot needs no replacement
 	}
-	w := &Worker{PID: pid, Slot: id, Gen: m.gen, State: Starting, Started: now, replacement: replacement}
+	// Its start is its own, not the pass's: the workers spawned before it in the same pass took
+	// time, and its start-to-ready time must not count theirs.
+	w := &Worker{PID: pid, Slot: id, Gen: m.gen, State: Starting, Started: latest(now, started), replacement: replacement}
 	if m.p.MaxLifetime > 0 {
 		jitter := 0.0
 		if m.p.Jitter != nil {
@@ -894,6 +911,13 @@ func (m *Machine) sortedWorkers() []*Worker {
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i].PID < ws[j].PID })
 	return ws
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -194,3 +194,29 @@ func TestCanaryRecycledOrTriggered(t *testing.T) {
 	h.exitStopping()
 	untouched(t, h, old)
 }
+
+// TestCanaryTriggerHonouredOnPass: a WATCHDOG=trigger from the canary on trial is kept, not
+// dropped: once the canary has passed and taken over its slot, the slot gets a replacement of
+// its own, which stops the canary once it is ready.
+func TestCanaryTriggerHonouredOnPass(t *testing.T) {
+	h, _, c := startCanary(t, 3)
+	h.m.Replace(h.now, c, ReasonWatchdog)
+	h.advance(time.Second) // the canary passes
+	if h.m.workers[c].replacement {
+		t.Fatal("the canary did not pass")
+	}
+	for step := 0; step < 50 && (h.m.rollout != nil || h.m.workers[c] != nil); step++ {
+		h.advance(10 * time.Millisecond)
+		h.readyAll()
+		h.exitStopping()
+	}
+	if w := h.m.workers[c]; w != nil {
+		t.Fatalf("the canary that asked to be replaced still serves: %+v", *w)
+	}
+	if h.m.Stats.Exits[ReasonWatchdog] != 1 {
+		t.Errorf("exits %v, want one with reason watchdog (the trigger's)", h.m.Stats.Exits)
+	}
+	if h.m.Stats.Rollouts[RolloutCompleted] != 1 || len(h.pids(Ready)) != 3 {
+		t.Fatalf("rollouts %v with %d ready, want completed with 3", h.m.Stats.Rollouts, len(h.pids(Ready)))
+	}
+}

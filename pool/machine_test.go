@@ -27,14 +27,14 @@ type signalCall struct {
 	group bool
 }
 
-func (w *world) Spawn(slot, gen int) (int, error) {
+func (w *world) Spawn(slot, gen int) (int, time.Time, error) {
 	if w.failSpawn {
-		return 0, syscall.ENOENT
+		return 0, time.Time{}, syscall.ENOENT
 	}
 	w.next++
 	pid := 100 + w.next
 	w.spawned = append(w.spawned, spawnCall{slot, gen, pid})
-	return pid, nil
+	return pid, time.Time{}, nil
 }
 
 func (w *world) Ready(pid int) { w.ready = append(w.ready, pid) }

@@ -42,6 +42,10 @@ func (c *scaler) sampleCPU(now time.Time, seconds float64) {
 		cpuSample{now, seconds})
 }
 
+// stepped starts the windows afresh after a step of the size, the scaler's own or an
+// operator's (SIGTTIN, SIGTTOU): a step holds for at least one whole window.
+func (c *scaler) stepped(now time.Time) { c.since = now }
+
 // decide returns +1, -1 or 0 for a pool of desired workers within [min, max], and the figures
 // that decided it, for the log.
 func (c *scaler) decide(now time.Time, desired, min, max int) (int, []any) {
@@ -59,7 +63,7 @@ func (c *scaler) decide(now time.Time, desired, min, max int) (int, []any) {
 			}
 		}
 		if n > 0 && 2*waited > n {
-			c.since = now
+			c.stepped(now)
 			return +1, []any{"reason", "queue", "waited_share", float64(waited) / float64(n), "window", c.up.String()}
 		}
 	}
@@ -82,7 +86,7 @@ func (c *scaler) decide(now time.Time, desired, min, max int) (int, []any) {
 		a, b := c.cpu[base], c.cpu[len(c.cpu)-1]
 		cores := (b.seconds - a.seconds) / b.at.Sub(a.at).Seconds()
 		if cores <= float64(desired-1) {
-			c.since = now
+			c.stepped(now)
 			return -1, []any{"reason", "idle", "cpu_cores", cores, "window", c.down.String()}
 		}
 	}

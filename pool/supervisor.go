@@ -358,6 +358,7 @@ func (s *Supervisor) scanInterval() time.Duration {
 func (s *Supervisor) scanProcesses(now time.Time) {
 	s.lastScan = now
 	snap := s.env.scan()
+	seen := latest(now, s.env.now()) // when the table was read, maybe well after the pass began
 	// The figures first: detection logs "ready", and the board, published at the end of the
 	// pass, must follow that line at once for a reader who waits for it.
 	workers := s.m.Workers()
@@ -390,8 +391,10 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 			}
 		}
 		if len(starting) > 0 {
+			// Ready when the table that shows it accepting was read: a worker started in this
+			// very pass was not ready at the pass's start.
 			for _, pid := range s.env.accepting(snap, starting) {
-				s.m.MarkReady(now, pid)
+				s.m.MarkReady(seen, pid)
 			}
 		}
 	}
@@ -507,6 +510,9 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 		syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
 		s.retired(now) // a scale-down under way completes before anything else moves the pool
 	}
+	if s.scale != nil && (sig == syscall.SIGTTIN || sig == syscall.SIGTTOU) {
+		s.scale.stepped(now) // the operator's step is not undone at the next sample
+	}
 	switch sig {
 	case syscall.SIGHUP, syscall.SIGUSR2:
 		s.m.Restart(now)
@@ -612,7 +618,10 @@ func (s *Supervisor) close() {
 // effects carries out the machine's decisions through the env.
 type effects env
 
-func (e *effects) Spawn(slot, gen int) (int, error) { return e.spawn(slot, gen) }
+func (e *effects) Spawn(slot, gen int) (int, time.Time, error) {
+	pid, err := e.spawn(slot, gen)
+	return pid, e.now(), err
+}
 func (e *effects) Signal(pid int, sig syscall.Signal, group bool) bool {
 	return e.signal(pid, sig, group)
 }

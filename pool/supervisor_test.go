@@ -730,3 +730,60 @@ func TestRouteRetriedAfterAFailure(t *testing.T) {
 		t.Errorf("the failure was logged %d times, want once", n)
 	}
 }
+
+// TestManualStepHoldsAWindow: SIGTTIN or SIGTTOU in a ranged pool starts the scaler's windows
+// afresh, so an idle pool does not undo the operator's step at the next sample; it may move
+// again only after a whole window.
+func TestManualStepHoldsAWindow(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1-3", "READY=notify", "SCALE_DOWN_AFTER=2s")
+	now := t0
+	s.at(now, startEvent{})
+	s.at(now, notifyEvent{sender: s.f.spawned[0], fromPipe: true, msg: "READY=1"})
+	run := func(d time.Duration) {
+		for end := now.Add(d); now.Before(end); {
+			now = now.Add(sampleEvery)
+			s.at(now, nil)
+		}
+	}
+	run(3 * time.Second) // idle, longer than the down window
+	s.at(now, syscall.SIGTTIN)
+	if d := s.m.Desired(); d != 2 {
+		t.Fatalf("SIGTTIN: desired %d, want 2", d)
+	}
+	run(2*time.Second - sampleEvery)
+	if d := s.m.Desired(); d != 2 {
+		t.Fatalf("an idle pool undid SIGTTIN within the down window: desired %d", d)
+	}
+	run(time.Second)
+	if d := s.m.Desired(); d != 1 {
+		t.Errorf("a whole idle window after SIGTTIN: desired %d, want 1", d)
+	}
+}
+
+// TestReadySecondsFromTheWorkersOwnStart: a worker seen accepting in the pass that started it
+// is ready some time after its own start, not in 0 seconds: its start is when its spawn
+// returned, and its readiness when the process table that showed it was read.
+func TestReadySecondsFromTheWorkersOwnStart(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2")
+	spawn, scan := s.env.spawn, s.env.scan
+	s.env.spawn = func(slot, gen int) (int, error) {
+		s.f.now = s.f.now.Add(30 * time.Millisecond) // a fork and exec take time
+		pid, err := spawn(slot, gen)
+		s.f.accepting[pid] = true // and the worker is quick to listen
+		return pid, err
+	}
+	s.env.scan = func() *proc.Snapshot {
+		s.f.now = s.f.now.Add(10 * time.Millisecond) // so does reading /proc
+		return scan()
+	}
+	s.at(t0, startEvent{})
+	if n := s.m.Count(Ready); n != 2 {
+		t.Fatalf("%d workers ready in the first pass, want 2", n)
+	}
+	want := []string{`"seconds":0.04`, `"seconds":0.01`} // started at +30 and +60 ms, seen at +70
+	for _, w := range want {
+		if !strings.Contains(s.log.String(), w) {
+			t.Errorf("no ready line with %s:\n%s", w, s.log.String())
+		}
+	}
+}
