@@ -5,7 +5,8 @@ import (
 	"strings"
 )
 
-// MaxNotify is the longest notify message read; systemd's limit is the same order.
+// MaxNotify is the longest notify message read: a datagram, or a line of the notify pipe without
+// its newline. systemd's limit is the same order.
 const MaxNotify = 4096
 
 // Notify is what one sd_notify message says. Unknown keys are ignored, as systemd does.
@@ -24,7 +25,8 @@ type Notify struct {
 func ParseNotify(msg string) (Notify, error) {
 	var n Notify
 	if len(msg) > MaxNotify {
-		return n, fmt.Errorf("notify message of %d bytes, more than %d", len(msg), MaxNotify)
+		// Not len(msg): readers pass on only MaxNotify+1 bytes of a longer message.
+		return n, fmt.Errorf("notify message longer than %d bytes", MaxNotify)
 	}
 	if strings.IndexByte(msg, 0) >= 0 {
 		return n, fmt.Errorf("notify message holds a NUL byte")

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -84,15 +85,29 @@ func credPID(oob []byte) int {
 func (n *notifySocket) Close() { n.conn.Close() }
 
 // readPipe forwards each line a worker writes to its NARWHAL_NOTIFY_FD, until every holder of
-// the write end has closed it (the worker and its descendants have exited).
+// the write end has closed it (the worker and its descendants have exited). The pipe stays open
+// whatever the worker writes: closing it early would kill the worker with SIGPIPE at its next
+// message. A line over MaxNotify is dropped, as an over-long datagram is.
 func readPipe(r *os.File, worker int, out chan<- any) {
 	defer r.Close()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 512), MaxNotify)
-	for sc.Scan() {
-		out <- notifyEvent{sender: worker, fromPipe: true, msg: sc.Text()}
-	}
-	if errors.Is(sc.Err(), bufio.ErrTooLong) {
-		out <- notifyEvent{sender: worker, fromPipe: true, msg: "\x00too long"}
+	// One byte more than a message, so that a full buffer without a newline means too long.
+	br := bufio.NewReaderSize(r, MaxNotify+1)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Its first MaxNotify+1 bytes go on, for ParseNotify to refuse as too long and the
+			// supervisor to report (rate-limited); the rest is skipped without being kept.
+			out <- notifyEvent{sender: worker, fromPipe: true, msg: string(line)}
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+		} else if len(line) > 0 {
+			// CRLF is still accepted, as bufio.ScanLines accepted it before.
+			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			out <- notifyEvent{sender: worker, fromPipe: true, msg: string(line)}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
