@@ -159,7 +159,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		watching, stop := context.WithCancel(ctx)
 		defer stop()
 		s.restarted = make(chan struct{}, 1)
-		go watch(watching, s.cfg.Watch, s.cfg.WatchDelay.D(), s.events, s.restarted)
+		go watchFiles(watching, s.log, s.cfg.Watch, s.cfg.WatchDelay.D(), maxWatchEntries, s.events, s.restarted)
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

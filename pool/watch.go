@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -28,62 +29,106 @@ type fileState struct {
 	sum          [sha256.Size]byte
 }
 
-// maxWatchDepth bounds the directories followed below a watched path, symbolic links included.
-const maxWatchDepth = 16
+func statState(st *syscall.Stat_t) fileState {
+	return fileState{ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim}
+}
+
+// maxWatchEntries bounds the directory entries one scan lists, and with them its stats, its
+// memory and its time, whatever a watched directory holds. A ConfigMap holds a few dozen.
+const maxWatchEntries = 10000
 
 // scanFiles reads the files under paths by the names a program opens: symbolic links are
 // followed, and names beginning with ".." (the kubelet's timestamped directories and its ..data
 // link, which the visible names point through) are skipped. A file's hash is taken from prev
-// when its stat has not changed and it last changed over a second before now.
-func scanFiles(now time.Time, paths []string, prev map[string]fileState) map[string]fileState {
+// when its stat has not changed and it last changed over a second before now. A directory is
+// listed once per scan, however many links lead to it, so a link back up its own tree ends
+// there; after limit entries the scan stops listing and reports cut, keeping what it read.
+func scanFiles(now time.Time, paths []string, prev map[string]fileState, limit int) (files map[string]fileState, cut bool) {
 	settled := now.Add(-time.Second).UnixNano()
-	out := map[string]fileState{}
-	var visit func(path string, depth int)
-	visit = func(path string, depth int) {
+	files = map[string]fileState{}
+	listed := map[[2]uint64]bool{} // by device and inode
+	var visit func(path string)
+	visit = func(path string) {
 		fi, err := os.Stat(path)
-		if err != nil || depth > maxWatchDepth {
+		if err != nil {
 			return // gone between a listing and its stat: the next scan sees the settled tree
 		}
+		st := fi.Sys().(*syscall.Stat_t)
 		if fi.IsDir() {
-			entries, _ := os.ReadDir(path)
-			for _, e := range entries {
-				if !strings.HasPrefix(e.Name(), "..") {
-					visit(filepath.Join(path, e.Name()), depth+1)
+			if dir := [2]uint64{st.Dev, st.Ino}; !listed[dir] {
+				listed[dir] = true
+				names, more := readNames(path, limit)
+				limit -= len(names)
+				cut = cut || more
+				for _, name := range names {
+					if !strings.HasPrefix(name, "..") {
+						visit(filepath.Join(path, name))
+					}
 				}
 			}
 			return
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !fi.Mode().IsRegular() || !ok {
-			return
+		if !fi.Mode().IsRegular() {
+			return // a FIFO, socket or device: opening or reading one can block, or act
 		}
-		cur := fileState{ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim}
+		cur := statState(st)
 		if p, ok := prev[path]; ok && p.ino == cur.ino && p.size == cur.size && p.mtime == cur.mtime && p.ctime == cur.ctime &&
 			cur.ctime.Nano() < settled {
 			cur.sum = p.sum
-		} else if cur.sum, ok = hashFile(path); !ok {
+		} else if cur, ok = hashFile(path); !ok {
 			return
 		}
-		out[path] = cur
+		files[path] = cur
 	}
 	for _, p := range paths {
-		visit(p, 0)
+		visit(p)
 	}
-	return out
+	return files, cut
 }
 
-func hashFile(path string) (sum [sha256.Size]byte, ok bool) {
-	f, err := os.Open(path)
+// readNames lists at most n names of the directory at path, sorted so that a scan keeps the
+// same ones each time, and whether it holds more. Reading no more than that keeps a huge
+// directory from costing memory.
+func readNames(path string, n int) (names []string, more bool) {
+	f, err := openNonblock(path)
 	if err != nil {
-		return sum, false
+		return nil, false
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return sum, false
+	names, _ = f.Readdirnames(n + 1) // 0 would mean all of them
+	slices.Sort(names)
+	if len(names) > n {
+		return names[:n], true
 	}
-	copy(sum[:], h.Sum(nil))
-	return sum, true
+	return names, false
+}
+
+// openNonblock opens path for reading without waiting: a path that a stat saw as a file or a
+// directory may be a FIFO by the time it is opened, and a FIFO's open waits for a writer.
+func openNonblock(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+}
+
+// hashFile hashes the regular file at path, with the state of what it opened. It reads no
+// more than the file's size at open, so a file that keeps growing ends the read, and a /proc
+// file (size 0) is not read at all: its read could block or never end.
+func hashFile(path string) (cur fileState, ok bool) {
+	f, err := openNonblock(path)
+	if err != nil {
+		return cur, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return cur, false
+	}
+	cur = statState(fi.Sys().(*syscall.Stat_t))
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, int64(cur.size))); err != nil {
+		return cur, false
+	}
+	copy(cur.sum[:], h.Sum(nil))
+	return cur, true
 }
 
 // watcher decides when a change to the watched files has settled. It is plain data: observe
@@ -153,10 +198,22 @@ func (w *watcher) rebase(scan map[string]fileState) {
 	w.base, w.last, w.changed = scan, scan, time.Time{}
 }
 
-// watch scans paths on a tick until ctx ends, and sends a watchEvent for each settled change.
-// A receive on restarted rebases it.
-func watch(ctx context.Context, paths []string, delay time.Duration, events chan<- any, restarted <-chan struct{}) {
-	w := newWatcher(delay, scanFiles(time.Now(), paths, nil))
+// watchFiles scans paths on a tick until ctx ends, and sends a watchEvent for each settled
+// change. A receive on restarted rebases it. When the paths hold more than limit entries it
+// says so once, not each tick, and watches the files it reads.
+func watchFiles(ctx context.Context, log *slog.Logger, paths []string, delay time.Duration, limit int,
+	events chan<- any, restarted <-chan struct{}) {
+	wasCut := false
+	scan := func(now time.Time, prev map[string]fileState) map[string]fileState {
+		files, cut := scanFiles(now, paths, prev, limit)
+		if cut && !wasCut {
+			log.Warn("NARWHAL_WATCH: too many entries under the watched paths; changes to the rest go unseen",
+				"event", "watch_limit", "paths", paths, "limit", limit, "files", len(files))
+		}
+		wasCut = cut
+		return files
+	}
+	w := newWatcher(delay, scan(time.Now(), nil))
 	t := time.NewTicker(watchTick(delay))
 	defer t.Stop()
 	for {
@@ -164,9 +221,9 @@ func watch(ctx context.Context, paths []string, delay time.Duration, events chan
 		case <-ctx.Done():
 			return
 		case <-restarted:
-			w.rebase(scanFiles(time.Now(), paths, w.last))
+			w.rebase(scan(time.Now(), w.last))
 		case now := <-t.C:
-			path, restart := w.observe(now, scanFiles(now, paths, w.last))
+			path, restart := w.observe(now, scan(now, w.last))
 			if !restart {
 				continue
 			}
