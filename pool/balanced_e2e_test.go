@@ -229,3 +229,72 @@ func TestBalancedScaleDownUnderLoad(t *testing.T) {
 	}
 	t.Logf("scaled 4 → 1 under load: %d requests, %d failed", load.Sent.Load(), load.Failed.Load())
 }
+
+// slowWorker accepts one connection every two seconds on fd 3, so that connections stay queued
+// on its slot's socket for a while.
+const slowWorker = `
+import socket, time
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    c.close()
+    time.sleep(2)
+`
+
+// TestBalancedScaleDownKeepsItsQueue: what waits on a slot being scaled away is answered, however
+// long it takes and whatever comes meanwhile: a rolling restart, or NARWHAL_STOP_TIMEOUT passing.
+// (Issue 20: either one stopped the slot's worker with connections still queued on its socket.)
+func TestBalancedScaleDownKeepsItsQueue(t *testing.T) {
+	e2e.Require(t)
+	for _, tc := range []struct {
+		name string
+		then syscall.Signal // sent soon after SIGTTOU; 0 for none
+	}{
+		{"SIGHUP", syscall.SIGHUP},
+		{"past NARWHAL_STOP_TIMEOUT", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, url, _ := balancedPool(t, []string{"NARWHAL_WORKERS=3", "NARWHAL_STOP_TIMEOUT=2s"},
+				"python3", "-c", slowWorker)
+			waitEvents(t, p, "ready", 3)
+			const n = 12
+			answered := make(chan error, n)
+			c := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			for range n {
+				go func() {
+					resp, err := c.Get(url)
+					if err == nil {
+						resp.Body.Close()
+					}
+					answered <- err
+				}()
+			}
+			// Each slot has one connection accepted and three queued for six seconds.
+			port, _ := strconv.Atoi(url[strings.LastIndexByte(url, ':')+1:])
+			if !e2e.Eventually(timeout, func() bool { q, _ := proc.Host.ListenQueue(port); return q >= 6 }) {
+				q, _ := proc.Host.ListenQueue(port)
+				t.Fatalf("%d connections queued, want at least 6", q)
+			}
+			p.Signal(syscall.SIGTTOU)
+			if tc.then != 0 {
+				p.WaitStderr("steering new connections away", timeout)
+				p.Signal(tc.then)
+			}
+			for i := range n {
+				select {
+				case err := <-answered:
+					if err != nil {
+						t.Errorf("request %d: %v", i, err)
+					}
+				case <-time.After(time.Minute):
+					t.Fatalf("only %d of %d requests answered", i, n)
+				}
+			}
+			if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == 2 }) {
+				t.Errorf("%d workers once the scale-down drained, want 2", e2e.LiveChildren(p.PID))
+			}
+		})
+	}
+}

@@ -71,9 +71,10 @@ type Supervisor struct {
 	live     []int
 	routed   bool
 	routeErr bool
-	// retire is a scale-down under way in balanced mode: its slot is steered away from first,
-	// and its worker stopped once what waited on the slot's socket has been accepted.
-	retire *retiring
+	// retiring are the scale-downs under way in balanced mode, highest slot first: each slot is
+	// steered away from first, and the pool shrinks past it only once nothing waits on its
+	// sockets, so that no queued connection is left on a socket no worker will accept from.
+	retiring []retiring
 
 	// readyByNotify: READY=1 makes a worker ready. Always with NARWHAL_READY=notify; in auto
 	// only where narwhal cannot see a worker accept, since some servers send it before their
@@ -102,17 +103,19 @@ type Supervisor struct {
 
 type exitEvent struct{ pid, code int }
 
-// retiring is the slot a balanced scale-down empties, since when, and why (for the log).
+// retiring is a slot a balanced scale-down empties, since when, and why (for the log).
 type retiring struct {
-	slot  int
-	since time.Time
-	why   []any
+	slot   int
+	since  time.Time
+	why    []any
+	warned bool // that it has waited longer than NARWHAL_STOP_TIMEOUT
 }
 
 // A retiring slot's worker keeps accepting for at least retireMin after new connections were
 // steered away: a handshake begun before the steering still lands on its socket, one round
 // trip later, or a SYN-ACK retransmission (1 s) later. It is stopped once nothing waits there,
-// or when NARWHAL_STOP_TIMEOUT has passed all the same.
+// however long that takes: new connections go elsewhere, so the queue only shrinks, and a
+// worker that stops accepting is restarted in its slot as any crashed or hung worker is.
 const retireMin = 1500 * time.Millisecond
 
 // stopEvent is the context's end: a graceful stop, as SIGTERM.
@@ -213,22 +216,18 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	case notifyEvent:
 		s.handleNotify(now, ev)
 	case watchEvent:
-		s.retired(now)
 		if !s.m.Stopping() {
 			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.path)
 			s.m.Restart(now)
 		}
 	case stopEvent:
-		s.retired(now)
+		s.retiring = nil
 		s.m.Stop(now)
 	case refreshEvent:
 		s.lastScan = time.Time{}
 	}
 	s.m.Tick(now)
-	if r := s.retire; r != nil && !now.Before(r.since.Add(retireMin)) &&
-		(s.env.slotQueued(r.slot) == 0 || !now.Before(r.since.Add(max(retireMin, s.cfg.StopTimeout.D())))) {
-		s.retired(now)
-	}
+	s.retire(now)
 	// The scan is due by the clock, not by how quiet the loop is: a flood of events (watchdog
 	// pings from a large pool) must not postpone the detection of a starting worker.
 	if due := s.lastScan.Add(s.scanInterval()); !now.Before(due) {
@@ -246,10 +245,10 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	if next := s.m.Next(now); !next.IsZero() && next.Before(wake) {
 		wake = next
 	}
-	if s.retire != nil {
+	if len(s.retiring) > 0 {
 		// Its queue is looked at every 10 ms.
 		next := now.Add(10 * time.Millisecond)
-		if first := s.retire.since.Add(retireMin); first.After(next) {
+		if first := s.retiring[0].since.Add(retireMin); first.After(next) {
 			next = first
 		}
 		wake = earliest(wake, next)
@@ -265,10 +264,7 @@ func (s *Supervisor) route() {
 		return
 	}
 	var live []int
-	filling := s.m.Desired()
-	if s.retire != nil {
-		filling = s.retire.slot
-	}
+	filling := s.target()
 	for _, w := range s.m.Workers() {
 		if w.State == Ready && w.Slot < max(filling, 1) && !slices.Contains(live, w.Slot) {
 			live = append(live, w.Slot)
@@ -296,35 +292,65 @@ func (s *Supervisor) route() {
 	s.live, s.routed, s.routeErr = live, true, false
 }
 
+// target is the size the pool is going to: the machine's, less the slots being retired.
+func (s *Supervisor) target() int { return s.m.Desired() - len(s.retiring) }
+
 // scaleDown removes the highest slot. In balanced mode it first steers new connections away
-// from the slot and lets its worker accept what already waits on the slot's socket, which would
-// otherwise wait for the slot's next worker; see retired.
+// from the slot and lets its worker accept what already waits on the slot's sockets, which
+// would otherwise wait for the slot's next worker; see retire. A second step down retires the
+// next slot beside the first.
 func (s *Supervisor) scaleDown(now time.Time, why ...any) {
-	if s.env.slotQueued == nil || !s.m.CanScaleDown() || s.m.Desired() <= 1 {
+	if s.env.slotQueued == nil || (len(s.retiring) == 0 && s.m.Desired() <= 1) {
 		s.m.ScaleDown(now, why...)
 		return
 	}
-	s.retired(now) // a second step down completes the first at once
-	s.retire = &retiring{slot: s.m.Desired() - 1, since: now, why: why}
+	t := s.target()
+	if s.m.Stopping() || t <= 0 || (s.m.p.MaxWorkers > 0 && t <= s.m.p.Workers) {
+		return // as Machine.CanScaleDown, for the size the pool is going to
+	}
+	s.retiring = append(s.retiring, retiring{slot: t - 1, since: now, why: why})
+	s.log.Info("scaling down: steering new connections away from the slot first",
+		append([]any{"event", "scale", "slot", t - 1, "workers", t - 1}, why...)...)
 	s.route()
 }
 
-// scaleUp adds a slot; a balanced scale-down under way is called off instead, and its slot,
-// whose worker still runs, is steered to again.
+// scaleUp adds a slot; the latest balanced scale-down under way is called off instead, and its
+// slot, whose worker still runs, is steered to again.
 func (s *Supervisor) scaleUp(now time.Time, why ...any) {
-	if s.retire != nil {
-		s.retire = nil
+	if n := len(s.retiring); n > 0 {
+		s.retiring = s.retiring[:n-1]
 		s.route()
 		return
 	}
 	s.m.ScaleUp(now, why...)
 }
 
-// retired completes a balanced scale-down under way, if any.
-func (s *Supervisor) retired(now time.Time) {
-	if r := s.retire; r != nil {
-		s.retire = nil
-		s.m.ScaleDown(now, r.why...)
+// retire completes the balanced scale-downs whose slots are drained, highest first: the pool
+// shrinks past a slot once retireMin has passed since it was steered away from and nothing
+// waits on its sockets. Nothing else completes one: a rollout, a watched change or another
+// step meanwhile leave it under way (a rollout replaces its worker too, so what waits there is
+// answered by old or new code), and SIGWINCH or a graceful stop, which stop every worker, end it.
+func (s *Supervisor) retire(now time.Time) {
+	for len(s.retiring) > 0 {
+		r := &s.retiring[0]
+		if r.slot != s.m.Desired()-1 || s.m.Stopping() {
+			s.retiring = nil // the pool was emptied (SIGWINCH) or is stopping
+			return
+		}
+		if now.Before(r.since.Add(retireMin)) {
+			return
+		}
+		if n := s.env.slotQueued(r.slot); n > 0 {
+			if !r.warned && !now.Before(r.since.Add(s.cfg.StopTimeout.D())) {
+				r.warned = true
+				s.log.Warn("scale-down waits: connections still queued on the slot; its worker keeps accepting them",
+					"event", "scale", "slot", r.slot, "queued", n, "timeout", s.cfg.StopTimeout.String())
+			}
+			return
+		}
+		why := r.why
+		s.retiring = s.retiring[1:]
+		s.m.ScaleDown(now, why...)
 	}
 }
 
@@ -336,7 +362,7 @@ func (s *Supervisor) resize(now time.Time) {
 	if s.m.Stopping() || s.m.Desired() == 0 {
 		return
 	}
-	switch step, why := s.scale.decide(now, s.m.Desired(), s.m.p.Workers, s.m.p.MaxWorkers); step {
+	switch step, why := s.scale.decide(now, s.target(), s.m.p.Workers, s.m.p.MaxWorkers); step {
 	case +1:
 		s.scaleUp(now, why...)
 	case -1:
@@ -505,11 +531,6 @@ func copyMap[K comparable, V any](m map[K]V) map[K]V {
 func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	s.board.CountSignal(config.SignalName(sig))
 	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
-	switch sig {
-	case syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTTOU, syscall.SIGWINCH,
-		syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
-		s.retired(now) // a scale-down under way completes before anything else moves the pool
-	}
 	if s.scale != nil && (sig == syscall.SIGTTIN || sig == syscall.SIGTTOU) {
 		s.scale.stepped(now) // the operator's step is not undone at the next sample
 	}
@@ -525,6 +546,7 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	case syscall.SIGTTOU:
 		s.scaleDown(now, "signal", "SIGTTOU")
 	case syscall.SIGWINCH:
+		s.retiring = nil // every worker stops; what waits on a slot waits for its next worker
 		s.m.Zero(now)
 	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
 		if !s.m.Stopping() {

@@ -677,17 +677,24 @@ func TestScaleDownDrainsTheSlot(t *testing.T) {
 		t.Fatalf("queue empty: stopped %v, desired %d; want the worker stopping, 2", stopped(top), s.m.Desired())
 	}
 
-	// Connections that never leave: stopped after NARWHAL_STOP_TIMEOUT all the same.
+	// Connections still waiting after NARWHAL_STOP_TIMEOUT: the worker keeps accepting them,
+	// with a warning, and stops only once they are gone.
 	queued[1] = 5
 	now := t0.Add(5 * time.Second)
 	s.at(now, syscall.SIGTTOU)
-	s.at(now.Add(2*time.Second-time.Millisecond), nil)
-	if s.m.Desired() != 2 {
-		t.Fatal("stopped before NARWHAL_STOP_TIMEOUT with connections waiting")
-	}
 	s.at(now.Add(2*time.Second), nil)
+	s.at(now.Add(10*time.Second), nil)
+	if s.m.Desired() != 2 || stopped(s.f.spawned[1]) {
+		t.Fatal("stopped the worker of a slot with connections waiting on it")
+	}
+	if n := strings.Count(s.log.String(), "scale-down waits"); n != 1 {
+		t.Errorf("the long wait was logged %d times, want once", n)
+	}
+	queued[1] = 0
+	now = now.Add(10 * time.Second)
+	s.at(now, nil)
 	if s.m.Desired() != 1 || !stopped(s.f.spawned[1]) {
-		t.Fatalf("desired %d after NARWHAL_STOP_TIMEOUT, want 1", s.m.Desired())
+		t.Fatalf("desired %d once the queue emptied, want 1 and the worker stopping", s.m.Desired())
 	}
 
 	// SIGTTIN during a scale-down calls it off: the worker keeps serving and is steered to.
@@ -698,10 +705,10 @@ func TestScaleDownDrainsTheSlot(t *testing.T) {
 	spawned := len(s.f.spawned)
 	s.at(now.Add(time.Second), syscall.SIGTTOU)
 	s.at(now.Add(time.Second), syscall.SIGTTIN)
-	if s.m.Desired() != 2 || s.retire != nil || stopped(fresh) || len(s.f.spawned) != spawned ||
+	if s.m.Desired() != 2 || len(s.retiring) != 0 || stopped(fresh) || len(s.f.spawned) != spawned ||
 		!slices.Equal(routes[len(routes)-1], []int{0, 1}) {
 		t.Errorf("SIGTTOU then SIGTTIN: desired %d, retiring %v, worker stopped %v, spawned %d more, steered to %v; "+
-			"want 2, none, no, 0, [0 1]", s.m.Desired(), s.retire, stopped(fresh), len(s.f.spawned)-spawned, routes[len(routes)-1])
+			"want 2, none, no, 0, [0 1]", s.m.Desired(), s.retiring, stopped(fresh), len(s.f.spawned)-spawned, routes[len(routes)-1])
 	}
 }
 
@@ -785,5 +792,74 @@ func TestReadySecondsFromTheWorkersOwnStart(t *testing.T) {
 		if !strings.Contains(s.log.String(), w) {
 			t.Errorf("no ready line with %s:\n%s", w, s.log.String())
 		}
+	}
+}
+
+// TestScaleDownNotCutShort: whatever comes during a balanced scale-down (a rolling restart by
+// signal or by a watched change, a second step down), the slot being retired always has a
+// worker until nothing waits on its sockets; only then does the pool shrink past it.
+func TestScaleDownNotCutShort(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ev   any
+	}{
+		{"SIGHUP", syscall.SIGHUP},
+		{"SIGUSR2", syscall.SIGUSR2},
+		{"watched change", watchEvent{path: "/etc/app.yaml"}},
+		{"second SIGTTOU", syscall.SIGTTOU},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSupervised(t, "WORKERS=3", "READY=notify", "STOP_TIMEOUT=2s")
+			queued := map[int]int{}
+			var routes [][]int
+			s.env.route = func(live []int) error { routes = append(routes, live); return nil }
+			s.env.slotQueued = func(slot int) int { return queued[slot] }
+			now := t0
+			step := func(d time.Duration, ev any) {
+				now = now.Add(d)
+				s.at(now, ev)
+				for _, w := range s.m.Workers() { // every new worker is quick to serve
+					if w.State == Starting {
+						s.at(now, notifyEvent{sender: w.PID, fromPipe: true, msg: "READY=1"})
+					}
+				}
+				for _, w := range s.m.Workers() { // and every stopped one to exit
+					if w.State == Stopping {
+						s.at(now, exitEvent{pid: w.PID})
+					}
+				}
+			}
+			served := func(slot int) bool {
+				for _, w := range s.m.Workers() {
+					if w.Slot == slot && w.State == Ready {
+						return true
+					}
+				}
+				return false
+			}
+			step(0, startEvent{})
+			queued[2] = 4
+			step(0, syscall.SIGTTOU)
+			step(300*time.Millisecond, tc.ev)
+			for i := 0; i < 100; i++ { // 10 s, past NARWHAL_STOP_TIMEOUT
+				step(100*time.Millisecond, nil)
+				if !served(2) {
+					t.Fatalf("slot 2 has no ready worker at +%s with %d connections waiting on it",
+						now.Sub(t0), queued[2])
+				}
+			}
+			if got := routes[len(routes)-1]; slices.Contains(got, 2) {
+				t.Errorf("new connections steered to the retiring slot: %v", got)
+			}
+			queued[2] = 0
+			step(100*time.Millisecond, nil)
+			want := 2
+			if tc.ev == syscall.SIGTTOU {
+				want = 1 // slot 1 drained long ago: both steps are done
+			}
+			if d := s.m.Desired(); d != want || served(2) {
+				t.Errorf("once slot 2 drained: desired %d, slot 2 served %v; want %d, no", d, served(2), want)
+			}
+		})
 	}
 }
