@@ -2,22 +2,31 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
 // ErrNoAnswer is a control socket that nothing listens on, or that hung up.
 var ErrNoAnswer = errors.New("no narwhal answers on the control socket")
 
+// ErrNameTaken is a socket name held by a process that is not the narwhal it names.
+var ErrNameTaken = errors.New("another process holds the control socket name")
+
 // request sends one request and returns a reader of the JSON lines that answer it.
 func request(name, req string) (*json.Decoder, io.Closer, error) {
 	c, err := net.DialTimeout("unix", name, 2*time.Second)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (%s): %v", ErrNoAnswer, name, err)
+	}
+	if err := checkPeer(c.(*net.UnixConn), name); err != nil {
+		c.Close()
+		return nil, nil, err
 	}
 	d := json.NewDecoder(bufio.NewReader(c))
 	if _, err := fmt.Fprintln(c, req); err != nil {
@@ -118,4 +127,46 @@ func Drain(name string, started func(delay, since time.Duration)) error {
 		return fmt.Errorf("%w: drain did not complete", ErrNoAnswer)
 	}
 	return nil
+}
+
+// checkPeer makes sure that the default name, which stands for the narwhal of the client's own
+// PID and mount namespaces, is held by a process of those namespaces: anyone who shares the
+// network namespace (another container of the pod, the host with hostNetwork) can bind it
+// first. A name set in NARWHAL_CONTROL_SOCKET is the user's to vouch for, and may lead to
+// another container on purpose; "@narwhal", the name without /proc, has nothing to check.
+func checkPeer(c *net.UnixConn, name string) error {
+	if name == bareName || name != DefaultName() {
+		return nil
+	}
+	_, pid, err := peer(c)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", name, err)
+	}
+	if pid == 0 { // SO_PEERCRED's pid of a process the client's PID namespace cannot see
+		return fmt.Errorf("%w %s: a process outside this container's PID namespace", ErrNameTaken, name)
+	}
+	same, err := sameMounts(pid)
+	if err != nil {
+		return fmt.Errorf("control socket %s: cannot check that pid %d, which holds it, is this container's narwhal: %w", name, pid, err)
+	}
+	if !same {
+		return fmt.Errorf("%w %s: pid %d, of another mount namespace, not this container's narwhal", ErrNameTaken, name, pid)
+	}
+	return nil
+}
+
+// sameMounts reports whether pid sees the client's mount table: mount IDs are unique across
+// the system, so two mount namespaces never list the same. /proc/PID/mountinfo is readable by
+// anyone, where /proc/PID/ns/mnt needs ptrace rights over pid, which a root client lacks over
+// a narwhal of another uid (and any client over a narwhal with more capabilities).
+func sameMounts(pid int) (bool, error) {
+	theirs, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return false, err
+	}
+	ours, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(theirs, ours), nil
 }

@@ -10,7 +10,11 @@
 // taken within 5s of being written (the drain reply's last line is written after the drain
 // delay, and its 5s start then). At most MaxConns clients are served at once; one more gets
 // the one line {"error":"busy: …"} at once and is closed, and its client exits 1 as when no
-// narwhal answers. Refused clients (another uid) never take one of those places.
+// narwhal answers. Refused clients (another uid) never take one of those places; each is
+// counted for the metrics, and at most one per 10s is logged.
+//
+// Anyone in the network namespace can bind an abstract name first, so a client of the default
+// name talks only to a process in its own PID and mount namespaces, the ones the name stands for.
 package control
 
 import (
@@ -28,6 +32,7 @@ import (
 
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/ratelog"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,10 +50,13 @@ func defaultName(pidLink, mntLink string) string {
 	pid, ok1 := proc.LinkInode(pidLink, "pid")
 	mnt, ok2 := proc.LinkInode(mntLink, "mnt")
 	if !ok1 || !ok2 {
-		return "@narwhal"
+		return bareName
 	}
 	return fmt.Sprintf("@narwhal-%d-%d", pid, mnt)
 }
+
+// bareName is the default without /proc: it stands for no namespaces in particular.
+const bareName = "@narwhal"
 
 // Name is NARWHAL_CONTROL_SOCKET, or the default.
 func Name(configured string) string {
@@ -116,9 +124,13 @@ type Server struct {
 	b   *board.Board
 	log *slog.Logger
 
-	status  func() Status // StatusOf(b); tests make it large
-	timeout time.Duration // ioTimeout; tests shorten it
-	slots   chan struct{} // one token per connection being served
+	status  func() Status                                 // StatusOf(b); tests make it large
+	timeout time.Duration                                 // ioTimeout; tests shorten it
+	slots   chan struct{}                                 // one token per connection being served
+	cred    func(*net.UnixConn) (uid, pid int, err error) // peer; tests make strangers
+	now     func() time.Time                              // time.Now; tests move it
+
+	refusals ratelog.Limiter // Serve's own
 }
 
 // Listen opens the control socket. A path left by an earlier run is replaced.
@@ -129,11 +141,32 @@ func Listen(name string, b *board.Board, log *slog.Logger) (*Server, error) {
 		}
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+	if strings.HasPrefix(name, "@") && errors.Is(err, unix.EADDRINUSE) {
+		return nil, fmt.Errorf("%w %s (%s): %w", ErrNameTaken, name, holder(name), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", name, err)
 	}
 	return &Server{ln: ln, b: b, log: log, status: func() Status { return StatusOf(b) },
-		timeout: ioTimeout, slots: make(chan struct{}, MaxConns)}, nil
+		timeout: ioTimeout, slots: make(chan struct{}, MaxConns), cred: peer, now: time.Now,
+		refusals: ratelog.Limiter{Every: refusedLogEvery}}, nil
+}
+
+// holder says which process holds an abstract socket name, as SO_PEERCRED tells a client.
+func holder(name string) string {
+	c, err := net.DialTimeout("unix", name, time.Second)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer c.Close()
+	switch _, pid, err := peer(c.(*net.UnixConn)); {
+	case err != nil:
+		return "unknown: " + err.Error()
+	case pid == 0:
+		return "outside this PID namespace"
+	default:
+		return fmt.Sprintf("pid %d", pid)
+	}
 }
 
 // Serve answers clients until ctx ends. A connection being served when ctx ends is closed
@@ -163,9 +196,12 @@ func (s *Server) Serve(ctx context.Context) error {
 			continue
 		}
 		delay = 0
-		if uid, pid, err := peer(c); err != nil || (uid != 0 && uid != os.Getuid()) {
-			s.log.Warn("control socket client refused: not narwhal's uid or root", "event", "control_refused",
-				"uid", uid, "pid", pid, "error", err)
+		if uid, pid, err := s.cred(c); err != nil || (uid != 0 && uid != os.Getuid()) {
+			// Anyone in the network namespace can connect: the metric counts every refusal,
+			// the log only samples them.
+			s.b.CountControlRefused()
+			s.refusals.Warn(s.now(), s.log, "control socket client refused: not narwhal's uid or root",
+				"event", "control_refused", "uid", uid, "pid", pid, "error", err)
 			reject(c, "refused: not narwhal's uid or root")
 			continue
 		}
@@ -183,6 +219,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		}()
 	}
 }
+
+// refusedLogEvery bounds the warnings about refused clients to one per period, as pool does for
+// notify messages from strangers.
+const refusedLogEvery = 10 * time.Second
 
 // reject answers a client that is not served with one error line, and closes it.
 func reject(c *net.UnixConn, msg string) {

@@ -1,15 +1,22 @@
 package control
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,4 +265,221 @@ func TestConnectionCap(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestRefusalsRateLimited: anyone in the network namespace can connect. Each refused client is
+// counted for the metrics, but a flood of them is logged once per 10s, the next line saying how
+// many were left out, and cannot flood narwhal's log.
+func TestRefusalsRateLimited(t *testing.T) {
+	const flood = 300
+	b := board.New(1, 0)
+	var logs lockedBuffer
+	var now atomic.Int64 // the server's clock, in Unix nanoseconds
+	now.Store(time.Unix(1e9, 0).UnixNano())
+	other := os.Getuid() + 1 // neither root nor narwhal's uid
+	name := serveWith(t, b, func(s *Server) {
+		s.log = slog.New(slog.NewJSONHandler(&logs, nil))
+		s.cred = func(*net.UnixConn) (int, int, error) { return other, 4242, nil }
+		s.now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	// The server counts and logs a refusal before it answers and hangs up, so once a client
+	// has read to the end, its refusal is on the board and in the log.
+	refuse := func() {
+		t.Helper()
+		c, err := net.Dial("unix", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if answer, err := io.ReadAll(c); err != nil || !strings.Contains(string(answer), "refused") {
+			t.Fatalf("a client of uid %d was answered %q, %v; want refused", other, answer, err)
+		}
+	}
+	refusals := func() []map[string]any {
+		var out []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["event"] == "control_refused" {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	for range flood {
+		refuse()
+	}
+	if got := refusals(); len(got) != 1 {
+		t.Errorf("%d refused clients gave %d log lines, want 1", flood, len(got))
+	}
+	if n := b.ControlRefused(); n != flood {
+		t.Errorf("board counts %d refused clients, want %d", n, flood)
+	}
+	now.Add(int64(10 * time.Second))
+	refuse()
+	got := refusals()
+	if len(got) < 2 {
+		t.Fatalf("no log line for a refusal 10s after the last one logged: %v", got)
+	}
+	if last := got[len(got)-1]; last["suppressed"] != float64(flood-1) || last["uid"] != float64(other) {
+		t.Errorf("the next line after %d refusals = %v, want suppressed %d and the uid", flood, last, flood-1)
+	}
+}
+
+// lockedBuffer is a log the server writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestStrangerHoldsDefaultName: a process of another mount namespace that shares the network
+// namespace (another container of the pod can) binds the default name before narwhal. The
+// clients do not talk to it, whatever it answers, and say which pid holds the name; so does a
+// narwhal that finds the name taken.
+func TestStrangerHoldsDefaultName(t *testing.T) {
+	if name := os.Getenv("NARWHAL_TEST_STRANGER"); name != "" {
+		stranger(name)
+		return
+	}
+	name := DefaultName()
+	if name == "@narwhal" {
+		t.Skip("no /proc/self/ns: the default name says nothing to check")
+	}
+	pid := startStranger(t, name)
+	who := fmt.Sprintf("pid %d", pid)
+	check := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), who) {
+			t.Errorf("%s from a stranger holding %s: %v; want ErrNameTaken naming %s", what, name, err, who)
+		}
+	}
+	_, err := GetStatus(name)
+	check("GetStatus", err)
+	_, _, err = Healthcheck(name)
+	check("Healthcheck", err)
+	check("Drain", Drain(name, func(time.Duration, time.Duration) {}))
+
+	s, err := Listen(name, board.New(1, 0), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		s.Close()
+		t.Fatalf("Listen on %s, held by the stranger, succeeded", name)
+	}
+	if !strings.Contains(err.Error(), who) || !errors.Is(err, unix.EADDRINUSE) {
+		t.Errorf("Listen on %s, held by the stranger: %v; want it to name %s", name, err, who)
+	}
+}
+
+// TestDefaultNameServed: a narwhal that holds its default name passes its clients' check.
+// Here it is not PID 1, and the client is in the same process, as it is in the same container.
+func TestDefaultNameServed(t *testing.T) {
+	name := DefaultName()
+	if name == "@narwhal" {
+		t.Skip("no /proc/self/ns")
+	}
+	s, err := Listen(name, board.New(1, 0), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if errors.Is(err, unix.EADDRINUSE) {
+		t.Skipf("%s is taken already, by a narwhal on this host perhaps: %v", name, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if _, _, err := Healthcheck(name); err != nil {
+		t.Errorf("Healthcheck of a narwhal holding its own default name: %v", err)
+	}
+}
+
+// stranger binds name and answers every request as a ready narwhal would, until stdin closes.
+func stranger(name string) {
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		fmt.Println("bind:", err)
+		os.Exit(1)
+	}
+	fmt.Println("listening")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				bufio.NewReader(c).ReadString('\n')
+				io.WriteString(c, `{"ready":true,"draining":true}`+"\n"+`{"drained":true}`+"\n")
+			}()
+		}
+	}()
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+// startStranger runs the test binary as a stranger holding name, in a mount namespace of its
+// own (and a user namespace to make one without root), and returns its pid.
+func startStranger(t *testing.T, name string) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStrangerHoldsDefaultName$")
+	cmd.Env = append(os.Environ(), "NARWHAL_TEST_STRANGER="+name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() != 0 {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start a process in a mount namespace of its own: %v", err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- strings.TrimSpace(l)
+	}()
+	select {
+	case l := <-line:
+		if strings.Contains(l, "address already in use") {
+			t.Skipf("%s is taken already, by a narwhal on this host perhaps: %s", name, l)
+		}
+		if l != "listening" {
+			t.Fatalf("the stranger did not bind %s: %q", name, l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the stranger did not bind %s within 10s", name)
+	}
+	return cmd.Process.Pid
 }

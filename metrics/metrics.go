@@ -48,7 +48,7 @@ type Collector struct {
 	rolloutSeconds prometheus.Histogram
 
 	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
-	ready, draining, queued, backlog, memory, cpu, memoryLimit, workingSet, overflows *prometheus.Desc
+	ready, draining, queued, backlog, memory, cpu, memoryLimit, workingSet, overflows, refused *prometheus.Desc
 }
 
 // New returns the collector; orphans reads the reaper's count, queues the accept queue of a
@@ -85,6 +85,7 @@ func New(b *board.Board, orphans func() uint64, version string, queues func(boar
 		workingSet:   d("memory_working_set_bytes", "The container's memory use less inactive file cache, what the kubelet evicts by."),
 		overflows:    d("listen_overflows_total", "Connections the kernel dropped because an accept queue was full, in narwhal's network namespace."),
 		cpu:          d("worker_cpu_seconds_total", "CPU time of every process a slot has run: its workers and their descendants.", "slot"),
+		refused:      d("control_refused_total", "Control socket clients refused: neither narwhal's uid nor root."),
 	}
 }
 
@@ -98,7 +99,7 @@ func Registry(c *Collector) *prometheus.Registry {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.desired, c.workers, c.starts, c.exits, c.generation,
 		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.cpu,
-		c.memoryLimit, c.workingSet, c.overflows} {
+		c.memoryLimit, c.workingSet, c.overflows, c.refused} {
 		ch <- d
 	}
 	c.readySeconds.Describe(ch)
@@ -145,6 +146,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ok, _ := c.board.Ready()
 	gauge(c.ready, boolFloat(ok))
 	gauge(c.draining, boolFloat(c.board.Draining()))
+	counter(c.refused, float64(c.board.ControlRefused()))
 
 	for _, l := range s.Listeners {
 		queued, backlog, ok := c.queues(l)

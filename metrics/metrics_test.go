@@ -127,3 +127,24 @@ func TestContainerFigures(t *testing.T) {
 		}
 	}
 }
+
+// TestControlRefused: control socket clients refused for their uid are counted, from 0 at the
+// first scrape; the log only samples them.
+func TestControlRefused(t *testing.T) {
+	b := board.New(1, 0)
+	value := func() (float64, bool) {
+		mf := gather(t, b)["narwhal_control_refused_total"]
+		if mf == nil || len(mf.GetMetric()) != 1 {
+			return 0, false
+		}
+		return mf.GetMetric()[0].GetCounter().GetValue(), true
+	}
+	if v, ok := value(); !ok || v != 0 {
+		t.Errorf("narwhal_control_refused_total before any refusal = %v (present %v), want 0", v, ok)
+	}
+	b.CountControlRefused()
+	b.CountControlRefused()
+	if v, ok := value(); v != 2 {
+		t.Errorf("narwhal_control_refused_total after 2 refusals = %v (present %v), want 2", v, ok)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/ratelog"
 )
 
 const (
@@ -98,7 +99,7 @@ type Supervisor struct {
 	usage    map[int]proc.Usage // by worker PID, at the last scan
 	whole    proc.Container     // the container, at the last scan
 	cpu      *proc.CPULedger
-	dropped  dropLog
+	dropped  ratelog.Limiter // warnings about dropped notify messages
 }
 
 type exitEvent struct{ pid, code int }
@@ -130,6 +131,7 @@ type refreshEvent chan struct{}
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
 func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers, maxWorkers int) *Supervisor {
 	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: proc.NewCPULedger(),
+		dropped:       ratelog.Limiter{Every: dropLogEvery},
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
 	p := Params{
 		Workers: workers, Surge: int(cfg.RolloutSurge),
@@ -565,12 +567,12 @@ func (s *Supervisor) handleNotify(now time.Time, ev notifyEvent) {
 		pid = s.workerOf(ev.sender)
 	}
 	if pid == 0 {
-		s.dropped.note(now, s.log, "notify message from a process that is not a worker, dropped", "pid", ev.sender)
+		s.dropped.Warn(now, s.log, "notify message from a process that is not a worker, dropped", "event", "notify_dropped", "pid", ev.sender)
 		return
 	}
 	n, err := ParseNotify(ev.msg)
 	if err != nil {
-		s.dropped.note(now, s.log, "malformed notify message, dropped", "pid", pid, "error", err.Error())
+		s.dropped.Warn(now, s.log, "malformed notify message, dropped", "event", "notify_dropped", "pid", pid, "error", err.Error())
 		return
 	}
 	if n.Ready && s.readyByNotify {
@@ -605,26 +607,6 @@ func (s *Supervisor) workerOf(pid int) int {
 		pid = ppid
 	}
 	return 0
-}
-
-// dropLog warns about dropped notify messages at most once per dropLogEvery, with a count of
-// those it did not log, so that a chatty stranger cannot flood narwhal's log.
-type dropLog struct {
-	last       time.Time
-	suppressed int
-}
-
-func (d *dropLog) note(now time.Time, log *slog.Logger, msg string, attrs ...any) {
-	if !d.last.IsZero() && now.Sub(d.last) < dropLogEvery {
-		d.suppressed++
-		return
-	}
-	attrs = append(attrs, "event", "notify_dropped")
-	if d.suppressed > 0 {
-		attrs = append(attrs, "suppressed", d.suppressed)
-	}
-	log.Warn(msg, attrs...)
-	d.last, d.suppressed = now, 0
 }
 
 func (s *Supervisor) close() {

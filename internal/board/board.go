@@ -62,6 +62,8 @@ type Board struct {
 	pings      chan chan struct{}
 	refresh    chan chan struct{}
 
+	refused atomic.Uint64 // control socket clients refused, for the metrics
+
 	mu             sync.Mutex
 	signals        map[string]int
 	readySeconds   []float64
@@ -157,6 +159,12 @@ func (b *Board) Signals() map[string]int {
 	}
 	return out
 }
+
+// CountControlRefused records a control socket client refused for its uid.
+func (b *Board) CountControlRefused() { b.refused.Add(1) }
+
+// ControlRefused is how many control socket clients were refused so far.
+func (b *Board) ControlRefused() uint64 { return b.refused.Load() }
 
 // Observe records a worker's start-to-ready and a completed rollout's duration, in seconds.
 func (b *Board) Observe(ready, rollouts []float64) {
