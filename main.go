@@ -96,6 +96,11 @@ func run(args []string) int {
 	switch action {
 	case "--check-config":
 		maxMemory, budget, err := pool.MemoryLimits(cfg, proc.Host)
+		var lo, hi int
+		var why string
+		if err == nil && cfg.Pool {
+			lo, hi, why, err = pool.Size(cfg)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
 			return exitConfig
@@ -108,10 +113,9 @@ func run(args []string) int {
 			fmt.Printf("# NARWHAL_MEMORY_BUDGET=%s is %d bytes here\n", cfg.MemoryBudget, budget)
 		}
 		if cfg.Pool && cfg.Workers.Auto() {
-			min, max, why := pool.Size(cfg)
-			size := strconv.Itoa(min)
-			if max > min {
-				size += "-" + strconv.Itoa(max)
+			size := strconv.Itoa(lo)
+			if hi > lo {
+				size += "-" + strconv.Itoa(hi)
 			}
 			fmt.Printf("# NARWHAL_WORKERS=%s is %s here (%s)\n", cfg.Workers, size, why)
 		}

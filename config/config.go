@@ -139,14 +139,15 @@ func (c *Config) validate() error {
 		return bad("ROLLOUT_SURGE", c.RolloutSurge, "want a whole number ≥ 1")
 	case c.MinReady < 0:
 		return bad("MIN_READY", c.MinReady, "want a whole number ≥ 0")
-	case c.Workers.Min > 0 && int(c.MinReady) > c.Workers.Min:
-		return bad("MIN_READY", c.MinReady, fmt.Sprintf("want at most NARWHAL_WORKERS (%d)", c.Workers.Min))
 	case c.ScaleUpAfter == 0:
 		return bad("SCALE_UP_AFTER", c.ScaleUpAfter, "want a duration greater than 0")
 	case c.ScaleDownAfter == 0:
 		return bad("SCALE_DOWN_AFTER", c.ScaleDownAfter, "want a duration greater than 0")
 	case c.ReadyTimeout == 0:
 		return bad("READY_TIMEOUT", c.ReadyTimeout, "want a duration greater than 0")
+	case c.Ready == "delay" && c.ReadyDelay >= c.ReadyTimeout:
+		return bad("READY_DELAY", c.ReadyDelay, fmt.Sprintf("with NARWHAL_READY=delay, want less than NARWHAL_READY_TIMEOUT (%s): "+
+			"every worker would time out before it is ready", c.ReadyTimeout))
 	case c.RestartDelay == 0:
 		return bad("RESTART_DELAY", c.RestartDelay, "want a duration greater than 0 (a crash loop must never spin)")
 	case c.RestartDelayMax < c.RestartDelay:
@@ -159,8 +160,27 @@ func (c *Config) validate() error {
 			return bad("WATCH", c.Watch, fmt.Sprintf("%s: %v; want existing files or directories", path, errors.Unwrap(err)))
 		}
 	}
+	if c.Workers.Max > 0 { // an auto MAX is the machine's, which the pool checks (pool.Size)
+		if err := c.CheckMinReady(c.Workers.Max, ""); err != nil {
+			return err
+		}
+	}
+	// Resolved again at each spawn, for current -> releases/N; missing at start, it is a mistake
+	// that would only crash-loop every worker. Init mode does not use it.
+	if c.Pool && c.WorkerDir != "" {
+		const want = "want an existing directory (symlinks are followed)"
+		if fi, err := os.Stat(c.WorkerDir); err != nil {
+			return bad("WORKER_DIR", c.WorkerDir, fmt.Sprintf("%v; %s", errors.Unwrap(err), want))
+		} else if !fi.IsDir() {
+			return bad("WORKER_DIR", c.WorkerDir, "not a directory; "+want)
+		}
+	}
 	if strings.HasPrefix(c.ControlSocket, "@") && len(c.ControlSocket) < 2 {
 		return bad("CONTROL_SOCKET", c.ControlSocket, "want a path or @name")
+	}
+	if len(c.ControlSocket) > maxUnixAddr {
+		return bad("CONTROL_SOCKET", c.ControlSocket, fmt.Sprintf("%d bytes; want a path or @name of at most %d bytes, what a unix socket's address holds",
+			len(c.ControlSocket), maxUnixAddr))
 	}
 	if err := c.checkMetricsAddr(); err != nil {
 		return err
@@ -172,6 +192,19 @@ func (c *Config) validate() error {
 		_, err := user.LookupGroup(name)
 		return nil, err
 	})
+}
+
+// CheckMinReady rejects a NARWHAL_MIN_READY above most, the most workers the pool can reach
+// (why says what decided an auto bound): /readyz would answer 503 for ever.
+func (c *Config) CheckMinReady(most int, why string) error {
+	if int(c.MinReady) <= most {
+		return nil
+	}
+	if why != "" {
+		why = " here (" + why + ")"
+	}
+	return &Error{Prefix + "_MIN_READY", strconv.Itoa(int(c.MinReady)), fmt.Sprintf(
+		"want at most %d, the most workers NARWHAL_WORKERS=%s can reach%s; with more, /readyz never answers 200", most, c.Workers, why)}
 }
 
 // checkMetricsAddr rejects a metrics address whose port a listener already uses.

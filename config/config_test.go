@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/user"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -164,6 +165,7 @@ func TestLoadModes(t *testing.T) {
 }
 
 func TestLoadReadsEveryKind(t *testing.T) {
+	workerDir := t.TempDir()
 	setEnv(t, map[string]string{
 		"NARWHAL_WORKERS":           "4",
 		"NARWHAL_LISTEN":            "web=:8080,unix:///tmp/narwhal-test.sock",
@@ -175,7 +177,7 @@ func TestLoadReadsEveryKind(t *testing.T) {
 		"NARWHAL_ROLLOUT_CANARY":    "30s",
 		"NARWHAL_WATCH":             " /etc , /tmp/ ",
 		"NARWHAL_WATCH_DELAY":       "500ms",
-		"NARWHAL_WORKER_DIR":        "/srv/current",
+		"NARWHAL_WORKER_DIR":        workerDir,
 		"NARWHAL_WORKER_USER":       "65534",
 		"NARWHAL_WORKER_GROUP":      "0",
 		"NARWHAL_PRE_START":         "/app/migrate --to 'latest stable'",
@@ -218,7 +220,7 @@ func TestLoadReadsEveryKind(t *testing.T) {
 		RolloutCanary:   config.Duration(30 * time.Second),
 		Watch:           config.Paths{"/etc", "/tmp"},
 		WatchDelay:      config.Duration(500 * time.Millisecond),
-		WorkerDir:       "/srv/current",
+		WorkerDir:       workerDir,
 		WorkerUser:      "65534",
 		WorkerGroup:     "0",
 		PreStart:        config.Command{"/app/migrate", "--to", "latest stable"},
@@ -264,6 +266,14 @@ func TestLoadAcceptsIdentities(t *testing.T) {
 }
 
 func TestLoadRejects(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(t.TempDir(), "current")
+	if err := os.Symlink("/no/such/release", dangling); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		env      map[string]string
 		variable string // the variable the error must name
@@ -297,7 +307,20 @@ func TestLoadRejects(t *testing.T) {
 		{map[string]string{"NARWHAL_BACKLOG": "many"}, "NARWHAL_BACKLOG", "many", "whole number"},
 		{map[string]string{"NARWHAL_ROLLOUT_SURGE": "0"}, "NARWHAL_ROLLOUT_SURGE", "0", "≥ 1"},
 		{map[string]string{"NARWHAL_MIN_READY": "-1"}, "NARWHAL_MIN_READY", "-1", "≥ 0"},
-		{map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_MIN_READY": "3"}, "NARWHAL_MIN_READY", "3", "at most NARWHAL_WORKERS (2)"},
+		{map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_MIN_READY": "3"}, "NARWHAL_MIN_READY", "3", "at most 2, the most workers NARWHAL_WORKERS=2 can reach"},
+		{map[string]string{"NARWHAL_WORKERS": "2-8", "NARWHAL_MIN_READY": "9"}, "NARWHAL_MIN_READY", "9", "at most 8, the most workers NARWHAL_WORKERS=2-8 can reach"},
+		{map[string]string{"NARWHAL_WORKERS": "auto-4", "NARWHAL_MIN_READY": "5"}, "NARWHAL_MIN_READY", "5", "at most 4"},
+		// Ready by delay after a ready timeout: every worker would time out, forever.
+		{map[string]string{"NARWHAL_READY": "delay", "NARWHAL_READY_DELAY": "2s", "NARWHAL_READY_TIMEOUT": "1s"}, "NARWHAL_READY_DELAY", "2s", "less than NARWHAL_READY_TIMEOUT (1s)"},
+		{map[string]string{"NARWHAL_READY": "Delay", "NARWHAL_READY_DELAY": "60s"}, "NARWHAL_READY_DELAY", "60s", "less than NARWHAL_READY_TIMEOUT (1m0s)"},
+		{map[string]string{"NARWHAL_WORKERS": "2", "NARWHAL_WORKER_DIR": "/nonexistent"}, "NARWHAL_WORKER_DIR", "/nonexistent", "no such file or directory; want an existing directory"},
+		{map[string]string{"NARWHAL_LISTEN": ":8080", "NARWHAL_WORKER_DIR": notDir}, "NARWHAL_WORKER_DIR", notDir, "not a directory; want an existing directory"},
+		{map[string]string{"NARWHAL_WORKERS": "1", "NARWHAL_WORKER_DIR": dangling}, "NARWHAL_WORKER_DIR", dangling, "want an existing directory"},
+		{map[string]string{"NARWHAL_LISTEN": "tcp4://[::1]:18510"}, "NARWHAL_LISTEN", "tcp4://[::1]:18510", "tcp4 takes an IPv4 address"},
+		{map[string]string{"NARWHAL_LISTEN": "tcp6://127.0.0.1:18510"}, "NARWHAL_LISTEN", "tcp6://127.0.0.1:18510", "tcp6 takes an IPv6 address"},
+		{map[string]string{"NARWHAL_LISTEN": "127.0.0.1:18601,tcp4://127.0.0.1:18601"}, "NARWHAL_LISTEN", "127.0.0.1:18601,tcp4://127.0.0.1:18601", "the same address"},
+		{map[string]string{"NARWHAL_CONTROL_SOCKET": "/" + strings.Repeat("c", 107)}, "NARWHAL_CONTROL_SOCKET", "/" + strings.Repeat("c", 107), "at most 107 bytes"},
+		{map[string]string{"NARWHAL_CONTROL_SOCKET": "@" + strings.Repeat("c", 120)}, "NARWHAL_CONTROL_SOCKET", "@" + strings.Repeat("c", 120), "at most 107 bytes"},
 		{map[string]string{"NARWHAL_MAX_MEMORY": "lots"}, "NARWHAL_MAX_MEMORY", "lots", "512Mi"},
 		{map[string]string{"NARWHAL_MAX_MEMORY": "-1Mi"}, "NARWHAL_MAX_MEMORY", "-1Mi", "512Mi"},
 		{map[string]string{"NARWHAL_SIGNAL_GROUP": "yes-please"}, "NARWHAL_SIGNAL_GROUP", "yes-please", "true or false"},
@@ -347,6 +370,37 @@ func TestLoadRejects(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadAcceptsCombinations: values that work together, next to the ones TestLoadRejects
+// refuses; a bound Load cannot know (auto) is left to the pool, which knows the machine.
+func TestLoadAcceptsCombinations(t *testing.T) {
+	dir := t.TempDir()
+	current := filepath.Join(t.TempDir(), "current")
+	if err := os.Symlink(dir, current); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []map[string]string{
+		{"NARWHAL_WORKERS": "2-8", "NARWHAL_MIN_READY": "3"},
+		{"NARWHAL_WORKERS": "2-8", "NARWHAL_MIN_READY": "8"},
+		{"NARWHAL_WORKERS": "2-auto", "NARWHAL_MIN_READY": "3"},
+		{"NARWHAL_WORKERS": "auto", "NARWHAL_MIN_READY": "64"},
+		{"NARWHAL_WORKERS": "3", "NARWHAL_MIN_READY": "3"},
+		{"NARWHAL_READY": "delay", "NARWHAL_READY_DELAY": "999ms", "NARWHAL_READY_TIMEOUT": "1s"},
+		{"NARWHAL_READY": "notify", "NARWHAL_READY_DELAY": "2s", "NARWHAL_READY_TIMEOUT": "1s"},
+		{"NARWHAL_WORKERS": "1", "NARWHAL_WORKER_DIR": dir},
+		{"NARWHAL_WORKERS": "1", "NARWHAL_WORKER_DIR": current},
+		{"NARWHAL_WORKER_DIR": "/nonexistent"}, // init mode has no workers to run there
+		{"NARWHAL_LISTEN": "127.0.0.1:18601,[::1]:18601"},
+		{"NARWHAL_LISTEN": "tcp4://:18602,tcp6://[::]:18602"}, // tcp6 is IPv6 only
+		{"NARWHAL_CONTROL_SOCKET": "/" + strings.Repeat("c", 106)},
+		{"NARWHAL_CONTROL_SOCKET": "@" + strings.Repeat("c", 106)},
+	} {
+		setEnv(t, env)
+		if _, err := config.Load(); err != nil {
+			t.Errorf("Load() with %v: %v", env, err)
+		}
 	}
 }
 

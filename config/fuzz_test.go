@@ -1,7 +1,10 @@
 package config_test
 
 import (
+	"fmt"
 	"math"
+	"net"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -100,6 +103,8 @@ func FuzzParseListeners(f *testing.F) {
 		"tcp6://[::1]:8080", "unix:///run/app.sock", "unix://@abstract", "web=:8080,admin=unix:///a=b",
 		":8080,:8081", "web=:8080,web=:8081", ":8080,:8080", ":0", ":65536", "http://x:1", "unix://rel",
 		"=:80", "a b=:80", ":8080,", "listen1=:80,:81", "[fe80::1%eth0]:80", "tcp://[::]:",
+		"tcp4://[::1]:80", "tcp6://127.0.0.1:80", "tcp4://[::ffff:1.2.3.4]:80", "tcp4://[::]:80",
+		"127.0.0.1:80,tcp4://127.0.0.1:80", ":80,0.0.0.0:80", "tcp6://:80,tcp4://:80", "unix:///a,unix:////a",
 	} {
 		f.Add(s)
 	}
@@ -130,7 +135,7 @@ func FuzzParseListeners(f *testing.F) {
 			if !listenerName.MatchString(l.Name) {
 				t.Errorf("ParseListeners(%q): name %q is not usable in LISTEN_FDNAMES", s, l.Name)
 			}
-			if key := l.Network + " " + l.Address; addrs[key] {
+			if key := boundAddress(t, l); addrs[key] {
 				t.Errorf("ParseListeners(%q): %s listed twice", s, key)
 			} else {
 				addrs[key] = true
@@ -156,6 +161,32 @@ func FuzzParseListeners(f *testing.F) {
 			t.Errorf("ParseListeners(%q) = %v, but its String() parses to %v, %v", s, ls, again, err)
 		}
 	})
+}
+
+// boundAddress is the socket l binds, as Go's resolver sees it: two listeners that bind the same
+// one have the same key. An IP literal Go cannot bind on l's network fails the test.
+func boundAddress(t *testing.T, l config.Listener) string {
+	if l.Network == "unix" {
+		if strings.HasPrefix(l.Address, "@") {
+			return "unix " + l.Address
+		}
+		return "unix " + filepath.Clean(l.Address)
+	}
+	if host, _, _ := net.SplitHostPort(l.Address); host == "localhost" {
+		return l.Network + " " + l.Address // what it resolves to is the machine's
+	}
+	a, err := net.ResolveTCPAddr(l.Network, l.Address)
+	if err != nil {
+		t.Errorf("%v was accepted, but Go cannot bind it: %v", l, err)
+		return l.Network + " " + l.Address
+	}
+	switch {
+	case a.IP == nil || a.IP.IsUnspecified():
+		return fmt.Sprintf("%s *:%d", l.Network, a.Port) // tcp's is dual-stack, tcp4's and tcp6's are not
+	case a.IP.To4() != nil:
+		return fmt.Sprintf("ipv4 %s:%d", a.IP.To4(), a.Port)
+	}
+	return fmt.Sprintf("ipv6 [%s]:%d", a.IP, a.Port)
 }
 
 // isSeparator is what splits words in SplitCommand, as in a shell with the default IFS.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -45,7 +46,7 @@ func ParseListeners(s string) (Listeners, error) {
 	}
 	var ls Listeners
 	names := map[string]bool{}
-	addrs := map[string]bool{}
+	bound := map[string]string{} // socketKey → the item that binds it
 	for i, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		l, err := parseListener(item, i)
@@ -55,11 +56,11 @@ func ParseListeners(s string) (Listeners, error) {
 		if names[l.Name] {
 			return nil, fmt.Errorf("listener name %q is used twice (an unnamed listener is named listenN after its position); %s", l.Name, listenForms)
 		}
-		if key := l.Network + " " + l.Address; addrs[key] {
-			return nil, fmt.Errorf("address %s is listed twice; %s", l.Address, listenForms)
-		} else {
-			addrs[key] = true
+		key := socketKey(l)
+		if prev, ok := bound[key]; ok {
+			return nil, fmt.Errorf("%q and %q are the same address, listed twice; %s", prev, item, listenForms)
 		}
+		bound[key] = item
 		names[l.Name] = true
 		ls = append(ls, l)
 	}
@@ -84,8 +85,8 @@ func parseListener(item string, i int) (Listener, error) {
 		if !strings.HasPrefix(rest, "/") && !strings.HasPrefix(rest, "@") {
 			return l, fmt.Errorf("a unix socket needs an absolute path or @abstract name")
 		}
-		if len(rest) > 107 {
-			return l, fmt.Errorf("unix socket path longer than 107 bytes")
+		if len(rest) > maxUnixAddr {
+			return l, fmt.Errorf("unix socket path longer than %d bytes", maxUnixAddr)
 		}
 		l.Network, l.Address = "unix", rest
 		return l, nil
@@ -97,8 +98,16 @@ func parseListener(item string, i int) (Listener, error) {
 		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n < 1 {
 			return l, fmt.Errorf("port %q is not a number from 1 to 65535", port)
 		}
-		if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		ip := net.ParseIP(host)
+		if host != "" && ip == nil && host != "localhost" {
 			return l, fmt.Errorf("host %q is not an IP address", host)
+		}
+		// As Go binds them: tcp4's :: is 0.0.0.0, and an IPv4-mapped address is IPv4.
+		if scheme == "tcp4" && ip != nil && ip.To4() == nil && !ip.IsUnspecified() {
+			return l, fmt.Errorf("tcp4 takes an IPv4 address, and %s is not one: use tcp6:// or tcp://", host)
+		}
+		if scheme == "tcp6" && ip.To4() != nil {
+			return l, fmt.Errorf("tcp6 takes an IPv6 address, and %s is not one: use tcp4:// or tcp://", host)
 		}
 		n, _ := strconv.Atoi(port)
 		l.Network, l.Address = scheme, net.JoinHostPort(host, strconv.Itoa(n)) // :08080 is :8080
@@ -106,6 +115,34 @@ func parseListener(item string, i int) (Listener, error) {
 	default:
 		return l, fmt.Errorf("unknown scheme %q", scheme)
 	}
+}
+
+// maxUnixAddr is the longest unix socket address narwhal accepts: sun_path holds 108 bytes and
+// a path needs its terminating NUL (an abstract @name could hold one byte more; one limit for
+// both is simpler to state).
+const maxUnixAddr = 107
+
+// socketKey names the socket l binds, so that one socket written two ways is caught here rather
+// than by the second bind: Go binds tcp's wildcard (:80, 0.0.0.0:80, [::]:80) as one dual-stack
+// socket, and an IPv4-mapped address as IPv4.
+func socketKey(l Listener) string {
+	if l.Network == "unix" {
+		if strings.HasPrefix(l.Address, "@") {
+			return "unix " + l.Address
+		}
+		return "unix " + filepath.Clean(l.Address)
+	}
+	host, port, _ := net.SplitHostPort(l.Address)
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || ip.IsUnspecified():
+		return l.Network + " *:" + port
+	case ip == nil: // localhost: what it resolves to is the machine's business
+		return l.Network + " " + l.Address
+	case ip.To4() != nil:
+		return "ipv4 " + net.JoinHostPort(ip.To4().String(), port)
+	}
+	return "ipv6 " + net.JoinHostPort(ip.String(), port)
 }
 
 func validName(s string) bool {

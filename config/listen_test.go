@@ -33,6 +33,10 @@ func TestParseListeners(t *testing.T) {
 		{"unix://@narwhal-app", config.Listeners{{"listen0", "unix", "@narwhal-app"}}},
 		{"unix://" + path107, config.Listeners{{"listen0", "unix", path107}}},
 		{"unix:///tmp/a=b.sock", config.Listeners{{"listen0", "unix", "/tmp/a=b.sock"}}},
+		// Go binds these as IPv4: a mapped address is one, and tcp4's :: is 0.0.0.0.
+		{"tcp4://[::ffff:127.0.0.1]:80", config.Listeners{{"listen0", "tcp4", "[::ffff:127.0.0.1]:80"}}},
+		{"tcp4://[::]:80", config.Listeners{{"listen0", "tcp4", "[::]:80"}}},
+		{"tcp6://localhost:80", config.Listeners{{"listen0", "tcp6", "localhost:80"}}},
 		{"web=:8080", config.Listeners{{"web", "tcp", ":8080"}}},
 		{"web=tcp6://[::]:443", config.Listeners{{"web", "tcp6", "[::]:443"}}},
 		{"sock=unix:///tmp/a.sock", config.Listeners{{"sock", "unix", "/tmp/a.sock"}}},
@@ -42,6 +46,9 @@ func TestParseListeners(t *testing.T) {
 		// The same port on two networks or two hosts is two sockets.
 		{":8080,unix:///s,tcp4://127.0.0.1:8080", config.Listeners{
 			{"listen0", "tcp", ":8080"}, {"listen1", "unix", "/s"}, {"listen2", "tcp4", "127.0.0.1:8080"},
+		}},
+		{"tcp4://:80,tcp6://[::]:80,[::1]:80", config.Listeners{
+			{"listen0", "tcp4", ":80"}, {"listen1", "tcp6", "[::]:80"}, {"listen2", "tcp", "[::1]:80"},
 		}},
 		// A default name is the entry's position, so naming one entry does not rename the others.
 		{"web=:8080,:8081,admin=127.0.0.1:9000", config.Listeners{
@@ -82,6 +89,23 @@ func TestParseListeners(t *testing.T) {
 		{":8080,:8080", "twice"},
 		{":8080,tcp://:8080", "twice"},
 		{"a=unix:///s,b=unix:///s", "twice"},
+		// What binds the same socket, however it is written, is a configuration error, not a bind error.
+		{"127.0.0.1:18601,tcp4://127.0.0.1:18601", `"127.0.0.1:18601" and "tcp4://127.0.0.1:18601" are the same address`},
+		{"tcp://[::1]:80,tcp6://[0:0::1]:80", "same address"},
+		{"tcp4://[::ffff:127.0.0.1]:80,127.0.0.1:80", "same address"},
+		{":80,0.0.0.0:80", "same address"},    // tcp's wildcard is dual-stack [::] in Go
+		{":80,tcp://[::]:80", "same address"}, // the same
+		{"tcp4://:80,tcp4://0.0.0.0:80", "same address"},
+		{"tcp6://:80,tcp6://[::]:80", "same address"},
+		{"unix:///tmp/a.sock,unix:///tmp//a.sock", "same address"},
+		{"unix:///tmp/a.sock,unix:///tmp/./a.sock", "same address"},
+		{"unix://@x,unix://@x", "same address"},
+		// A literal IP of the other family can never bind.
+		{"tcp4://[::1]:18510", "tcp4 takes an IPv4 address, and ::1 is not one"},
+		{"tcp4://[fe80::1]:80", "tcp4 takes an IPv4 address"},
+		{"tcp6://127.0.0.1:18510", "tcp6 takes an IPv6 address, and 127.0.0.1 is not one"},
+		{"tcp6://0.0.0.0:80", "tcp6 takes an IPv6 address"},
+		{"tcp6://[::ffff:127.0.0.1]:80", "tcp6 takes an IPv6 address"},
 		{"we b=:80", "name"},
 		{"=:8080", "name"},
 		{"web!=:80", "name"},

@@ -44,6 +44,10 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
+	min, max, why, err := Size(cfg)
+	if err != nil {
+		return nil, &Error{Code: 78, Err: err}
+	}
 	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
@@ -89,7 +93,6 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		sp.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
 	}
 
-	min, max, why := Size(cfg)
 	if cfg.Workers.Auto() {
 		log.Info("NARWHAL_WORKERS="+cfg.Workers.String(), "event", "config", "workers", min, "max", max, "reason", why)
 	}
@@ -296,11 +299,14 @@ func MemoryLimits(cfg *config.Config, fs proc.FS) (maxMemory, budget int64, err 
 
 // Size is the pool's size from NARWHAL_WORKERS: its MIN and MAX (equal without a range), and
 // why, when auto decided a bound. An auto bound that would cross a given one yields to it.
-func Size(cfg *config.Config) (lo, hi int, why string) {
+// NARWHAL_MIN_READY above MAX is a *config.Error: only here, on the machine, is auto known.
+func Size(cfg *config.Config) (lo, hi int, why string, err error) { return size(cfg, AutoWorkers) }
+
+func size(cfg *config.Config, resolve func(cpus int) (int, string)) (lo, hi int, why string, err error) {
 	w := cfg.Workers
 	auto := 0
 	if w.Auto() {
-		auto, why = AutoWorkers(int(cfg.CPUs))
+		auto, why = resolve(int(cfg.CPUs))
 	}
 	lo, hi = w.Min, w.Max
 	switch {
@@ -314,7 +320,7 @@ func Size(cfg *config.Config) (lo, hi int, why string) {
 	case hi == 0:
 		hi = max(auto, lo)
 	}
-	return lo, hi, why
+	return lo, hi, why, cfg.CheckMinReady(hi, why)
 }
 
 // queued is whether any connection waits in a listener's accept queue now, for the dynamic
