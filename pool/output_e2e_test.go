@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -302,15 +303,21 @@ func TestWorkerOutputBlocked(t *testing.T) {
 	}
 }
 
-// blockedWriters is the children of pid asleep in write(2).
+// blockedWriters is the children of pid with a thread asleep in write(2) to its stdout or
+// stderr. Every thread is looked at: a Go worker writes from whichever thread runs the
+// goroutine, and /proc/PID/syscall shows only the thread-group leader's.
 func blockedWriters(pid int) []int {
 	var out []int
-	snap := proc.Host.Snapshot()
-	for _, c := range snap.Children(pid) {
-		st, _ := snap.Stat(c)
-		sc, _ := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", c))
-		if st.State == 'S' && strings.HasPrefix(string(sc), strconv.Itoa(int(syscall.SYS_WRITE))+" ") {
-			out = append(out, c)
+	for _, c := range proc.Host.Snapshot().Children(pid) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", c))
+		for _, task := range tasks {
+			// "1 0x1 …": write(2) to fd 1; a running thread shows "running" instead.
+			sc, _ := os.ReadFile(task)
+			f := strings.Fields(string(sc))
+			if len(f) > 1 && f[0] == strconv.Itoa(int(syscall.SYS_WRITE)) && (f[1] == "0x1" || f[1] == "0x2") {
+				out = append(out, c)
+				break
+			}
 		}
 	}
 	return out
