@@ -1,5 +1,5 @@
 // Command narwhal is a container-native init: PID 1 that reaps, forwards signals, and runs a
-// prefork pool of workers on shared listeners. See README.md and SPEC.md.
+// prefork pool of workers on shared listeners. See README.md and docs/.
 package main
 
 import (

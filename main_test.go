@@ -3,16 +3,18 @@ package main
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/narwhal-init/narwhal/config"
 )
 
-// TestReadmeVariablesMatchHelp: the README's table of variables says what --help says, row for
-// row, so the documentation cannot drift from the code.
-func TestReadmeVariablesMatchHelp(t *testing.T) {
+// TestDocsVariablesMatchHelp: the table of variables in docs/configuration.md says what --help
+// says, row for row, so the documentation cannot drift from the code.
+func TestDocsVariablesMatchHelp(t *testing.T) {
 	var help bytes.Buffer
 	if err := config.WriteHelp(&help); err != nil {
 		t.Fatal(err)
@@ -22,13 +24,13 @@ func TestReadmeVariablesMatchHelp(t *testing.T) {
 		cols := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), 4)
 		want = append(want, strings.Join(cols, " | "))
 	}
-	readme, err := os.ReadFile("README.md")
+	page, err := os.ReadFile("docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(readme), "\n## Configuration\n")
+	_, section, ok := strings.Cut("\n"+string(page), "\n# Configuration\n")
 	if !ok {
-		t.Fatal("README has no Configuration section")
+		t.Fatal("docs/configuration.md has no Configuration heading")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var got []string
@@ -45,7 +47,66 @@ func TestReadmeVariablesMatchHelp(t *testing.T) {
 		got = append(got, strings.Join(parts, " | "))
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("README's variables table differs from --help.\nREADME:\n%s\n\n--help:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Errorf("docs/configuration.md's variables table differs from --help.\ndocs:\n%s\n\n--help:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestDocsLinks: every relative link in README.md and docs/*.md names a file of the repository
+// and, after a '#', a heading of that file (GitHub's anchor: lowercase, spaces to '-', other
+// punctuation but '-' and '_' dropped).
+func TestDocsLinks(t *testing.T) {
+	pages, err := filepath.Glob("docs/*.md")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no docs/*.md: %v", err)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading := regexp.MustCompile(`(?m)^#{1,6} +(.+?) *$`)
+	anchors := func(path string) map[string]bool {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		out := map[string]bool{}
+		for _, h := range heading.FindAllStringSubmatch(string(text), -1) {
+			out[strings.Map(func(r rune) rune {
+				switch {
+				case r == ' ':
+					return '-'
+				case r == '-', r == '_', unicode.IsLetter(r), unicode.IsDigit(r):
+					return unicode.ToLower(r)
+				}
+				return -1
+			}, h[1])] = true
+		}
+		return out
+	}
+	for _, page := range append([]string{"README.md"}, pages...) {
+		text, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(text), -1) {
+			target, anchor, _ := strings.Cut(m[1], "#")
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				t.Errorf("%s: link %s leaves the repository", page, m[1])
+				continue
+			}
+			path := page
+			if target != "" {
+				path = filepath.Join(filepath.Dir(page), target)
+			}
+			if rel, err := filepath.Rel(".", path); err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("%s: link %s leaves the repository", page, m[1])
+				continue
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: link %s: %v", page, m[1], err)
+				continue
+			}
+			if anchor != "" && !anchors(path)[anchor] {
+				t.Errorf("%s: link %s: no heading in %s makes #%s", page, m[1], path, anchor)
+			}
+		}
 	}
 }
 

@@ -64,7 +64,7 @@ func (s *Signal) Decode(v string) error {
 
 func (s Signal) String() string { return SignalName(syscall.Signal(s)) }
 
-// The signals narwhal acts on itself, beyond forwarding them (see the README's Signals).
+// The signals narwhal acts on itself, beyond forwarding them (see docs/signals.md).
 var (
 	// StopSignals stop narwhal gracefully: init mode forwards them and turns unready; a pool
 	// stops its workers, and does not start after NARWHAL_PRE_START once one has come.
