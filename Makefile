@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build demo test test-kubernetes bench bench-peers clean
+.PHONY: build demo test test-unit test-e2e test-kubernetes bench bench-peers clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/narwhal .
@@ -14,12 +14,23 @@ build:
 demo: build
 	NARWHAL_LISTEN=:8080 NARWHAL_WORKERS=4 NARWHAL_LOG_FORMAT=text bin/narwhal bin/example-go
 
-# The chart tests live in their own module (deploy/) so Helm stays out of the binary's module.
-test:
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 30m ./...
+# Every test: the unit tests and the end-to-end ones (build tag e2e: narwhal as PID 1 of a new
+# PID namespace, real app servers, containers; root), the chart's (deploy/, its own module so
+# Helm stays out of the binary's), and the chart's pods on a real kubelet.
+test: test-e2e
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -skip '^TestKubelet$$' ./...
+	cd bench && $(GO) vet ./...
 	$(MAKE) test-kubernetes
+
+# The fast loop: unit tests only (fixtures, injected clocks; no root, no servers), in seconds.
+test-unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# Unit and end-to-end tests together, with the race detector.
+test-e2e:
+	$(GO) vet -tags e2e ./...
+	$(GO) test -race -count=1 -tags e2e -timeout 30m ./...
 
 # The chart's pods on a real standalone kubelet with a private containerd (root, Docker,
 # containerd and runc). The first run builds the kubelet from the Go module proxy, about four

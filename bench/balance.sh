@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
 make -s build
-go build -o bin/bench-driver ./bench/driver
+(cd bench && go build -o ../bin/bench-driver ./driver)
 source bench/lib.sh
 section=$(mktemp)
 tables=$(mktemp)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
 make -s build
-go build -o bin/bench-driver ./bench/driver
+(cd bench && go build -o ../bin/bench-driver ./driver)
 go build -o bin/chatter ./internal/e2e/chatter
 source bench/lib.sh
 section=$(mktemp)

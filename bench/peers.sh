@@ -24,7 +24,7 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 
 make -s build
-go build -o bin/bench-driver ./bench/driver
+(cd bench && go build -o ../bin/bench-driver ./driver)
 source bench/lib.sh
 section=$(mktemp)
 tables=$(mktemp)

@@ -9,7 +9,7 @@ export PATH="$PATH:/usr/local/go/bin"
 command -v gunicorn >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gunicorn; }
 
 make -s build
-go build -o bin/bench-driver ./bench/driver
+(cd bench && go build -o ../bin/bench-driver ./driver)
 source bench/lib.sh
 section=$(mktemp)
 tables=$(mktemp)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -187,7 +188,7 @@ func testDefaultPod(t *testing.T, n *node) {
 	}
 
 	// A rolling restart by SIGHUP to narwhal, PID 1 of the container, under load.
-	load := e2e.StartLoad(r.url(8080, "/"), 4, 2)
+	load := loadgen.Start(r.url(8080, "/"), 4, 2)
 	if out, err := n.ctr("tasks", "kill", "--signal", "SIGHUP", r.id); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
@@ -203,7 +204,7 @@ func testDefaultPod(t *testing.T, n *node) {
 	// Delete the pod: the kubelet runs the preStop hook (narwhal --drain), then SIGTERM.
 	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
 	drainDelay := 5 * time.Second // the chart's drainDelaySeconds
-	load = e2e.StartLoad(r.url(8080, "/"), 4, 2)
+	load = loadgen.Start(r.url(8080, "/"), 4, 2)
 	deleted := time.Now()
 	n.remove(t, pod.Name)
 	var unready time.Time

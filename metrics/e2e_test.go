@@ -1,3 +1,5 @@
+//go:build e2e
+
 package metrics_test
 
 import (
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -383,7 +386,7 @@ func TestReplacementsUnderLoad(t *testing.T) {
 	t.Run("trigger", func(t *testing.T) {
 		p := startPool(t, []string{"NARWHAL_WORKERS=2", "TRIGGER_AFTER=500ms", "BOOT_DELAY=200ms"}, e2e.Example(t, "go")...)
 		p.events(t, "ready", 2)
-		load := e2e.StartLoad(p.app, 4, 2)
+		load := loadgen.Start(p.app, 4, 2)
 		p.events(t, "replace", 4)
 		p.events(t, "ready", 6)
 		load.Stop()
@@ -395,7 +398,7 @@ func TestReplacementsUnderLoad(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
 		p := startPool(t, []string{"NARWHAL_WORKERS=2", "NARWHAL_MAX_MEMORY=64Mi"}, e2e.Example(t, "go")...)
 		p.events(t, "ready", 2)
-		load := e2e.StartLoad(p.app, 4, 2)
+		load := loadgen.Start(p.app, 4, 2)
 		if code, body := get(p.app + "/grow?mb=80"); code != 200 {
 			t.Fatalf("/grow: %d %s", code, body)
 		}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package pool_test
 
 import (
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
@@ -113,7 +116,7 @@ func TestBalancedZeroDowntime(t *testing.T) {
 	p, url, steering := balancedPool(t, []string{"NARWHAL_WORKERS=4", "BOOT_DELAY=300ms", "NARWHAL_RESTART_DELAY=2s"},
 		e2e.Example(t, "go")...)
 	waitEvents(t, p, "ready", n)
-	load := e2e.StartLoad(url, 4, 2)
+	load := loadgen.Start(url, 4, 2)
 	for i := 1; i <= 10; i++ {
 		p.Signal(syscall.SIGHUP)
 		waitEvents(t, p, "rollout_completed", i)
@@ -210,7 +213,7 @@ func TestBalancedScaleDownUnderLoad(t *testing.T) {
 	e2e.Require(t)
 	p, url, _ := balancedPool(t, []string{"NARWHAL_WORKERS=4"}, e2e.Example(t, "go")...)
 	waitEvents(t, p, "ready", 4)
-	load := e2e.StartLoad(url, 6, 0)
+	load := loadgen.Start(url, 6, 0)
 	for want := 3; want >= 1; want-- {
 		p.Signal(syscall.SIGTTOU)
 		if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == want }) {

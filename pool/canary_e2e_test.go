@@ -1,3 +1,5 @@
+//go:build e2e
+
 package pool_test
 
 import (
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 )
 
 // releasePool runs the Go example as a release that the test can break: once the file it
@@ -37,7 +40,7 @@ func TestCanaryAbortsBadRelease(t *testing.T) {
 	os.WriteFile(broken, nil, 0o644)
 
 	const clients = 4
-	load := e2e.StartLoad(url, clients/2, clients/2)
+	load := loadgen.Start(url, clients/2, clients/2)
 	p.Signal(syscall.SIGHUP)
 	waitEvents(t, p, "rollout_aborted", 1)
 	load.Stop()
@@ -66,7 +69,7 @@ func TestCanaryHealthyRelease(t *testing.T) {
 	e2e.Require(t)
 	const canary = 2 * time.Second
 	p, url, _ := releasePool(t, "NARWHAL_ROLLOUT_CANARY="+canary.String())
-	load := e2e.StartLoad(url, 2, 2)
+	load := loadgen.Start(url, 2, 2)
 	p.Signal(syscall.SIGHUP)
 	waitEvents(t, p, "rollout_completed", 1)
 	load.Stop()

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package pool_test
 
 import (
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
@@ -87,7 +90,7 @@ func TestPoolSharesOneSocket(t *testing.T) {
 
 // TestZeroDowntimeRollingRestarts: ten rolling restarts of four slow-booting workers under
 // continuous load lose no request, replace every PID, and never exceed N + surge processes,
-// with the bundled examples and with the app servers people run, as the README runs them.
+// with the bundled examples and with the app servers people run, as docs/servers.md runs them.
 func TestZeroDowntimeRollingRestarts(t *testing.T) {
 	e2e.Require(t)
 	for _, lang := range []string{"go", "node", "gunicorn", "uvicorn", "puma"} {
@@ -101,7 +104,7 @@ func TestZeroDowntimeRollingRestarts(t *testing.T) {
 			}
 
 			sampler := e2e.SampleChildren(p.PID)
-			load := e2e.StartLoad(url, 4, 2)
+			load := loadgen.Start(url, 4, 2)
 			start := time.Now()
 			for i := 1; i <= rollouts; i++ {
 				p.Signal(syscall.SIGHUP)
@@ -146,9 +149,9 @@ func TestZeroDowntimeRollingRestarts(t *testing.T) {
 
 // abortedUnderLoad starts a rolling restart under load, waits for it to abort, and fails the
 // test for any request lost meanwhile.
-func abortedUnderLoad(t *testing.T, p *e2e.Proc, url string) *e2e.Load {
+func abortedUnderLoad(t *testing.T, p *e2e.Proc, url string) *loadgen.Load {
 	t.Helper()
-	load := e2e.StartLoad(url, 3, 1)
+	load := loadgen.Start(url, 3, 1)
 	p.Signal(syscall.SIGHUP)
 	waitEvents(t, p, "rollout_aborted", 1)
 	load.Stop()

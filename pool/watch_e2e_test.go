@@ -1,3 +1,5 @@
+//go:build e2e
+
 package pool_test
 
 import (
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 )
 
 const watchDelay = "300ms"
@@ -25,7 +28,7 @@ func TestWatchKubeletSwap(t *testing.T) {
 		"NARWHAL_WATCH_DELAY=" + watchDelay}, e2e.Example(t, "go")...)
 	waitEvents(t, p, "ready", 2)
 
-	load := e2e.StartLoad(url, 2, 2)
+	load := loadgen.Start(url, 2, 2)
 	v.Update(map[string]string{"app.yaml": "greeting: hi\n", "tls.crt": "cert one\n"})
 	waitEvents(t, p, "rollout_completed", 1)
 	time.Sleep(quietFor) // the window in which a second rollout must not start

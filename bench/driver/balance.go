@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
@@ -292,31 +293,31 @@ func restarts(root string, rn runner) (string, error) {
 		}
 		return nil
 	}
-	l := startLoad(r.url, 4, 2)
+	l := loadgen.Start(r.url, 4, 2)
 	for i := 1; i <= 10; i++ {
 		r.cmd.Process.Signal(syscall.SIGHUP)
 		if err := wait(`"event":"rollout_completed"`, i); err != nil {
-			l.stop()
+			l.Stop()
 			return "", err
 		}
 	}
-	rolled := l.stop()
+	rolled := l.Stop()
 	ready := r.count(`"event":"ready"`)
 	snap := proc.Host.Snapshot()
 	kids := children(snap, r.cmd.Process.Pid)
 	if len(kids) == 0 {
 		return "", fmt.Errorf("no workers to kill")
 	}
-	l = startLoad(r.url, 4, 2)
+	l = loadgen.Start(r.url, 4, 2)
 	time.Sleep(500 * time.Millisecond) // load before the kill, measured
 	syscall.Kill(kids[0], syscall.SIGKILL)
 	if err := wait(`"event":"ready"`, ready+1); err != nil {
-		l.stop()
+		l.Stop()
 		return "", err
 	}
 	time.Sleep(500 * time.Millisecond) // and after the replacement
-	killed := l.stop()
-	return fmt.Sprintf("| %s | %s | 10 | %d | %d | %d | %d |", rn.app, rn.name, len(rolled), failed(rolled), len(killed), failed(killed)), nil
+	killed := l.Stop()
+	return fmt.Sprintf("| %s | %s | 10 | %d | %d | %d | %d |", rn.app, rn.name, len(rolled), loadgen.Failed(rolled), len(killed), loadgen.Failed(killed)), nil
 }
 
 func ratio(r float64) string {

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
@@ -150,7 +151,7 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 	}
 	log.Printf("%s (%s), scenario %s: serving", m.name, m.how, sc.key)
 
-	r.load = startLoad(url, 4, 4)
+	r.load = loadgen.Start(url, 4, 4)
 	began := time.Now()
 	time.Sleep(3 * time.Second) // steady state
 	first := time.Now()
@@ -177,7 +178,7 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 		if err := deploy(r, sc.bad); err != nil {
 			return res, err
 		}
-		old := r.load.since(time.Now().Add(-time.Second))
+		old := r.load.Since(time.Now().Add(-time.Second))
 		_, _, replaced := restart(r)
 		kept, snap := 0, proc.Host.Snapshot()
 		for pid := range old {
@@ -199,14 +200,14 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 	}
 	last := time.Now()
 	time.Sleep(time.Second)
-	reqs := r.load.stop()
+	reqs := r.load.Stop()
 	elapsed := time.Since(began)
 
-	steady := between(reqs, began.Add(time.Second), first)
-	during := between(reqs, first, last)
-	res.sent, res.failed = len(reqs), failed(reqs)
-	res.p50 = percentile(reqs, 50)
-	res.p99Steady, res.p99During, res.maxDur = percentile(steady, 99), percentile(during, 99), percentile(during, 100)
+	steady := loadgen.Between(reqs, began.Add(time.Second), first)
+	during := loadgen.Between(reqs, first, last)
+	res.sent, res.failed = len(reqs), loadgen.Failed(reqs)
+	res.p50 = loadgen.Percentile(reqs, 50)
+	res.p99Steady, res.p99During, res.maxDur = loadgen.Percentile(steady, 99), loadgen.Percentile(during, 99), loadgen.Percentile(during, 100)
 	res.rps = float64(len(reqs)) / elapsed.Seconds()
 	if len(took) > 0 {
 		slices.Sort(took)
@@ -215,7 +216,7 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 		// does not grow with the number of requests a long rollout takes.
 		var worst []float64
 		for _, w := range windows {
-			worst = append(worst, percentile(between(reqs, w[0], w[1]), 100))
+			worst = append(worst, loadgen.Percentile(loadgen.Between(reqs, w[0], w[1]), 100))
 		}
 		slices.Sort(worst)
 		res.worst = fmt.Sprintf("%.0f", worst[len(worst)/2])
@@ -227,7 +228,7 @@ func run(m *manager, sc scenario, root string) (res result, err error) {
 // second before has exited, and a new one answers. It returns when it began and how long it
 // took, or false when it was not done within restartTimeout.
 func restart(r *row) (time.Time, time.Duration, bool) {
-	old := r.load.since(time.Now().Add(-time.Second))
+	old := r.load.Since(time.Now().Add(-time.Second))
 	start := time.Now()
 	deadline := start.Add(restartTimeout)
 	go func() {
@@ -241,7 +242,7 @@ func restart(r *row) (time.Time, time.Duration, bool) {
 			gone = gone && !alive(snap, pid)
 		}
 		fresh := false
-		for pid := range r.load.since(start) {
+		for pid := range r.load.Since(start) {
 			fresh = fresh || !old[pid]
 		}
 		if gone && fresh { // with no old worker answering (an outage), any answer is new
@@ -256,7 +257,7 @@ func restart(r *row) (time.Time, time.Duration, bool) {
 // SIGKILL after 15 s.
 func stop(r *row) {
 	if r.load != nil {
-		r.load.stop()
+		r.load.Stop()
 	}
 	pgid := r.cmd.Process.Pid
 	syscall.Kill(-pgid, syscall.SIGTERM)

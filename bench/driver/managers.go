@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
@@ -27,7 +28,7 @@ type row struct {
 	rel, tmp string // the release directory, and a scratch one (pid files, fifos)
 	port     int
 	cmd      *exec.Cmd
-	load     *load
+	load     *loadgen.Load
 	master   int           // the manager's master process now
 	root     string        // the project
 	boot     time.Duration // the app's boot delay

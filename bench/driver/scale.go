@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 )
 
@@ -107,7 +108,7 @@ func scaleRun(root, workers string) (string, string, error) {
 	close(stopSampling)
 	<-sampled
 
-	high := between(reqs, highFrom, highTo)
+	high := loadgen.Between(reqs, highFrom, highTo)
 	least, most, total := 0, 0, 0
 	if len(sizes) > 0 {
 		least, most = slices.Min(sizes), slices.Max(sizes)
@@ -119,14 +120,14 @@ func scaleRun(root, workers string) (string, string, error) {
 			perSecond = append(perSecond, strconv.Itoa(n))
 		}
 	}
-	row = fmt.Sprintf("| NARWHAL_WORKERS=%s | %d | %d | %.1f | %.1f | %.1f | %d–%d | %.0f |", workers, len(reqs), failed(reqs),
-		percentile(reqs, 50), percentile(reqs, 99), percentile(high, 99), least, most, float64(total)/4)
+	row = fmt.Sprintf("| NARWHAL_WORKERS=%s | %d | %d | %.1f | %.1f | %.1f | %d–%d | %.0f |", workers, len(reqs), loadgen.Failed(reqs),
+		loadgen.Percentile(reqs, 50), loadgen.Percentile(reqs, 99), loadgen.Percentile(high, 99), least, most, float64(total)/4)
 	return row, strings.Join(perSecond, " "), nil
 }
 
 // openLoop sends the steps' requests on schedule, each in its own goroutine on a fresh
 // connection, and waits for the answers. It returns them, and when the highest step ran.
-func openLoop(url string) (reqs []request, highFrom, highTo time.Time) {
+func openLoop(url string) (reqs []loadgen.Request, highFrom, highTo time.Time) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -144,16 +145,16 @@ func openLoop(url string) (reqs []request, highFrom, highTo time.Time) {
 			wg.Add(1)
 			go func(start time.Time) {
 				defer wg.Done()
-				pid := 0
-				if resp, err := c.Get(url); err == nil {
+				resp, err := c.Get(url)
+				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						pid = 1
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %s", resp.Status)
 					}
 				}
 				mu.Lock()
-				reqs = append(reqs, request{start: start, latency: time.Since(start), pid: pid})
+				reqs = append(reqs, loadgen.Request{Start: start, Latency: time.Since(start), Err: err})
 				mu.Unlock()
 			}(next)
 		}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e_test
 
 import (
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 )
 
 // Container tests run narwhal as a container's PID 1 from the images e2e.Images builds with
@@ -73,7 +76,7 @@ func TestContainerPool(t *testing.T) {
 	if !e2e.Eventually(dockerTimeout, func() bool { _, err := e2e.Get(url); return err == nil }) {
 		t.Fatal("the container never served")
 	}
-	load := e2e.StartLoad(url, 4, 2)
+	load := loadgen.Start(url, 4, 2)
 	must(t, "kill", "--signal", "HUP", id)
 	if !logsContain(t, id, `"event":"rollout_completed"`, 1) {
 		t.Fatal("no rollout completed after docker kill --signal HUP")

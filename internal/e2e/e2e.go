@@ -18,14 +18,27 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+// T is what the helpers need of a test: the methods of testing.TB they call, so that this
+// package, built with the module's code, does not import testing.
+type T interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+	TempDir() string
+}
+
 // Require skips t (or fails it, when NARWHAL_E2E=required) unless PID namespaces can be made.
-func Require(t testing.TB) {
+func Require(t T) {
 	t.Helper()
 	reason := ""
 	if os.Geteuid() != 0 {
@@ -50,7 +63,7 @@ var (
 
 // Binary builds narwhal once per test binary, with the race detector when the tests have it,
 // and returns its path.
-func Binary(t testing.TB) string {
+func Binary(t T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "narwhal-e2e-")
@@ -70,7 +83,7 @@ func Binary(t testing.TB) string {
 
 // PlainBinary is narwhal built as it ships, without the race detector, for measurements of
 // its own memory.
-func PlainBinary(t testing.TB) string {
+func PlainBinary(t T) string {
 	t.Helper()
 	Binary(t)
 	plainOnce.Do(func() { plainErr = build(filepath.Join(buildDir, "narwhal-plain"), false) })
@@ -118,7 +131,7 @@ type Options struct {
 
 // Proc is a running narwhal.
 type Proc struct {
-	t       testing.TB
+	t       T
 	cmd     *exec.Cmd
 	PID     int // narwhal's PID as this test sees it
 	Started time.Time
@@ -130,7 +143,7 @@ type Proc struct {
 
 // Start runs narwhal with args, as PID 1 of a new PID namespace unless o.NoNS, and returns once
 // its PID is known. The process is killed when the test ends.
-func Start(t testing.TB, o Options, args ...string) *Proc {
+func Start(t T, o Options, args ...string) *Proc {
 	t.Helper()
 	bin := o.Bin
 	if bin == "" {
@@ -238,7 +251,7 @@ func (p *Proc) Client(uid int, args ...string) (int, string, string) {
 		p.t.Errorf("%s", msg)
 		return -1, "", msg
 	}
-	bt := &errorTB{TB: p.t}
+	bt := &errorTB{T: p.t}
 	bin := Binary(bt)
 	if bt.err != "" {
 		return fail("narwhal %v: %s", args, bt.err)
@@ -275,7 +288,7 @@ func (p *Proc) Client(uid int, args ...string) (int, string, string) {
 
 // errorTB records a Fatal instead of ending the goroutine that calls it, for Client.
 type errorTB struct {
-	testing.TB
+	T
 	err string
 }
 

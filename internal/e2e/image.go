@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -24,7 +23,7 @@ const (
 const DockerTimeout = 60 * time.Second
 
 // RequireDocker skips t (or fails it, when NARWHAL_E2E=required) unless a Docker Engine answers.
-func RequireDocker(t testing.TB) {
+func RequireDocker(t T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -62,7 +61,7 @@ var builderStage = regexp.MustCompile(`(?ms)^FROM golang:\S+ AS build$.*?^(FROM 
 // Dockerfile. The engine here has no registry, so the golang builder stage cannot be pulled:
 // just that stage is swapped for one that copies binaries built on this machine, and the final
 // stages stay exactly as written.
-func Images(t testing.TB) {
+func Images(t T) {
 	t.Helper()
 	imageOnce.Do(func() { imageErr = buildImages() })
 	if imageErr != nil {

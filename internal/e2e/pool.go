@@ -13,13 +13,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
 // Example returns the command line of the bundled example worker in lang (go, node, python),
 // building the Go one once.
-func Example(t testing.TB, lang string) []string {
+func Example(t T, lang string) []string {
 	t.Helper()
 	root := moduleRoot()
 	switch lang {
@@ -35,7 +34,7 @@ func Example(t testing.TB, lang string) []string {
 
 // Chatter returns the command line of internal/e2e/chatter, a worker that only writes lines,
 // built once, with args.
-func Chatter(t testing.TB, args ...string) []string {
+func Chatter(t T, args ...string) []string {
 	t.Helper()
 	return append([]string{buildTool(t, "chatter", "./internal/e2e/chatter")}, args...)
 }
@@ -46,7 +45,7 @@ var (
 )
 
 // buildTool builds the package pkg of this module as buildDir/name, once per test binary.
-func buildTool(t testing.TB, name, pkg string) string {
+func buildTool(t T, name, pkg string) string {
 	t.Helper()
 	Binary(t) // makes buildDir
 	out := filepath.Join(buildDir, name)
@@ -69,8 +68,8 @@ func buildTool(t testing.TB, name, pkg string) string {
 
 // Server returns the command line that runs the examples' shared app under a real app server
 // (gunicorn, uvicorn, puma), one per narwhal slot on the sockets narwhal passes down, as the
-// README shows it. The Debian packages provide the servers and run them on /usr/bin/python3.
-func Server(t testing.TB, name string) []string {
+// docs/servers.md shows it. The Debian packages provide the servers and run them on /usr/bin/python3.
+func Server(t T, name string) []string {
 	t.Helper()
 	root := moduleRoot()
 	python, ruby := filepath.Join(root, "examples/python"), filepath.Join(root, "examples/ruby")
@@ -88,7 +87,7 @@ func Server(t testing.TB, name string) []string {
 	return Example(t, name)
 }
 
-func needModule(t testing.TB, python, module string) {
+func needModule(t T, python, module string) {
 	t.Helper()
 	if exec.Command(python, "-c", "import "+module).Run() != nil {
 		if os.Getenv("NARWHAL_E2E") == "required" {
@@ -98,7 +97,7 @@ func needModule(t testing.TB, python, module string) {
 	}
 }
 
-func needTool(t testing.TB, name string) {
+func needTool(t T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
 		if os.Getenv("NARWHAL_E2E") == "required" {
@@ -109,7 +108,7 @@ func needTool(t testing.TB, name string) {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func FreePort(t testing.TB) int {
+func FreePort(t T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -132,77 +131,6 @@ func Get(url string) (string, error) {
 		err = fmt.Errorf("status %s", resp.Status)
 	}
 	return string(b), err
-}
-
-// Load sends requests from several clients until stopped: some open a new connection per
-// request, some keep theirs alive. Every error and non-200 answer counts as a failure.
-type Load struct {
-	Sent, Failed atomic.Int64
-	mu           sync.Mutex
-	errs         []string
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
-}
-
-// StartLoad begins sending GET url from fresh + keepalive clients.
-func StartLoad(url string, fresh, keepalive int) *Load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &Load{cancel: cancel}
-	client := func(keep bool) *http.Client {
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: !keep, MaxIdleConnsPerHost: 1}}
-	}
-	for i := 0; i < fresh+keepalive; i++ {
-		i, c := i, client(i >= fresh)
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			kind := "fresh connection"
-			if i >= fresh {
-				kind = "keep-alive"
-			}
-			for ctx.Err() == nil {
-				l.one(ctx, c, url, kind)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *Load) one(ctx context.Context, c *http.Client, url, kind string) {
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	resp, err := c.Do(req)
-	if ctx.Err() != nil {
-		return // stopped by the test, not a failure
-	}
-	l.Sent.Add(1)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode != 200 {
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-	}
-	if err != nil && ctx.Err() == nil {
-		l.Failed.Add(1)
-		l.mu.Lock()
-		if len(l.errs) < 10 {
-			l.errs = append(l.errs, time.Now().UTC().Format("15:04:05.000000")+" "+kind+": "+err.Error())
-		}
-		l.mu.Unlock()
-	}
-}
-
-// Stop ends the load and waits for the clients.
-func (l *Load) Stop() {
-	l.cancel()
-	l.wg.Wait()
-}
-
-// Errors are the first failures seen.
-func (l *Load) Errors() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.errs, "\n")
 }
 
 // LiveChildren counts pid's children that are not zombies.

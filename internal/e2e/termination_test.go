@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e_test
 
 import (
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
+	"github.com/narwhal-init/narwhal/internal/loadgen"
 )
 
 // TestKubeletTermination plays the kubelet's part in a pod's termination against a pool under
@@ -39,7 +42,7 @@ func TestKubeletTermination(t *testing.T) {
 	if !e2e.Eventually(30*time.Second, func() bool { return status() == 200 }) {
 		t.Fatal("never ready")
 	}
-	load := e2e.StartLoad(fmt.Sprintf("http://127.0.0.1:%d/", app), 4, 2)
+	load := loadgen.Start(fmt.Sprintf("http://127.0.0.1:%d/", app), 4, 2)
 
 	// preStop: narwhal --drain, in the container's namespaces.
 	var unreadySeen atomic.Bool

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -13,13 +12,13 @@ import (
 // visible name is a link through ..data. An update writes a new timestamped directory, renames
 // a new ..data link over the old one (the one atomic step), then removes the old directory.
 type Volume struct {
-	t   testing.TB
+	t   T
 	Dir string
 	n   int
 }
 
 // NewVolume lays out files in a new directory.
-func NewVolume(t testing.TB, files map[string]string) *Volume {
+func NewVolume(t T, files map[string]string) *Volume {
 	v := &Volume{t: t, Dir: t.TempDir()}
 	v.Update(files)
 	return v
