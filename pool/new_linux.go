@@ -13,6 +13,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/command"
+	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/reaper"
@@ -57,17 +58,17 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		return nil, &Error{Code: 1, Err: fmt.Errorf("find narwhal's own executable for the LISTEN_PID shim: %w", err)}
 	}
 	reuseport := cfg.SocketMode == "reuseport"
-	var sockets []*Socket
-	var bal *balancer
+	var sockets []*listen.Socket
+	var bal *listen.Balancer
 	switch cfg.SocketMode {
 	case "inherit":
-		sockets, err = Bind(cfg.Listen, int(cfg.Backlog))
+		sockets, err = listen.Bind(cfg.Listen, int(cfg.Backlog))
 	case "balanced":
-		if bal, err = newBalancer(cfg.Listen, int(cfg.Backlog)); err == nil {
-			sockets = bal.first()
-		} else if errors.Is(err, errNoBalance) {
+		if bal, err = listen.NewBalancer(cfg.Listen, int(cfg.Backlog)); err == nil {
+			sockets = bal.First()
+		} else if errors.Is(err, listen.ErrNoBalance) {
 			log.Warn("NARWHAL_SOCKET_MODE=balanced: running as inherit", "event", "config", "reason", err.Error())
-			sockets, err = Bind(cfg.Listen, int(cfg.Backlog))
+			sockets, err = listen.Bind(cfg.Listen, int(cfg.Backlog))
 		}
 	}
 	if err != nil {
@@ -75,9 +76,9 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	ns, err := listenNotify()
 	if err != nil {
-		CloseAll(sockets)
+		listen.CloseAll(sockets)
 		if bal != nil {
-			bal.close()
+			bal.Close()
 		}
 		return nil, &Error{Code: 1, Err: err}
 	}
@@ -110,7 +111,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		parent:    proc.Host.PPID,
 	}
 	if bal != nil {
-		s.env.route, s.env.slotQueued = bal.route, bal.slotQueued
+		s.env.route, s.env.slotQueued = bal.Route, bal.SlotQueued
 	}
 	if boot := newBootPriority(); boot != nil {
 		s.env.spawn = func(slot, gen int) (int, error) {
@@ -145,18 +146,18 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		log.Info("listening", "event", "listen", "listener", sock.Name, "address", sock.Network+"://"+sock.Address)
 	}
 	if bal != nil {
-		log.Info("balanced: one SO_REUSEPORT socket per slot; "+bal.guarantee(), "event", "config",
-			"steering", bal.steer.String())
+		log.Info("balanced: one SO_REUSEPORT socket per slot; "+bal.Guarantee(), "event", "config",
+			"steering", bal.Steering())
 	}
 	return s, nil
 }
 
 // acceptDetector picks what counts as accepting: in inherit mode, waiting on a passed listener;
 // otherwise owning a socket that listens on the first TCP port (on any port, with none).
-func acceptDetector(sockets []*Socket, bal *balancer, listen config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
+func acceptDetector(sockets []*listen.Socket, bal *listen.Balancer, ls config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
 	wanted, owning := func() map[uint64]bool { return nil }, false
 	if bal != nil {
-		wanted = bal.inodes
+		wanted = bal.Inodes
 	} else if !reuseport && len(sockets) > 0 {
 		want := map[uint64]bool{}
 		for _, sock := range sockets {
@@ -165,7 +166,7 @@ func acceptDetector(sockets []*Socket, bal *balancer, listen config.Listeners, r
 		wanted = func() map[uint64]bool { return want }
 	} else {
 		port := 0
-		if l := listen.FirstTCP(); l != nil {
+		if l := ls.FirstTCP(); l != nil {
 			port = l.Port()
 		}
 		wanted, owning = func() map[uint64]bool { return proc.Host.ListeningInodes(port) }, true
@@ -248,7 +249,7 @@ func (s *Supervisor) listenerInfo() []board.Listener {
 // the sum over the workers' sockets on the port in reuseport mode, over the slots' in balanced.
 func (s *Supervisor) Queue(l board.Listener) (queued, backlog int, ok bool) {
 	if s.balanced != nil {
-		return s.balanced.queue(l.Name)
+		return s.balanced.Queue(l.Name)
 	}
 	for _, sock := range s.sockets {
 		if sock.Name == l.Name {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/narwhal-init/narwhal/internal/command"
+	"github.com/narwhal-init/narwhal/internal/listen"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,8 +25,8 @@ const ShimArg0 = "narwhal-listen-shim"
 type spawner struct {
 	argv      []string
 	self      string // narwhal's own executable, for the shim
-	sockets   []*Socket
-	balanced  *balancer // balanced mode: each slot's own sockets
+	sockets   []*listen.Socket
+	balanced  *listen.Balancer // balanced mode: each slot's own sockets
 	reuseport bool
 	dir       string // NARWHAL_WORKER_DIR, resolved at each spawn
 	cred      *syscall.Credential
@@ -119,14 +120,14 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 	path, argv := "", s.argv
 	sockets := s.sockets
 	if s.balanced != nil {
-		if sockets, err = s.balanced.forSlot(slot); err != nil {
+		if sockets, err = s.balanced.ForSlot(slot); err != nil {
 			return 0, pipes, err
 		}
 	}
 	if len(sockets) > 0 && !s.reuseport {
 		names := make([]string, len(sockets))
 		for i, sock := range sockets {
-			files = append(files, uintptr(sock.fd))
+			files = append(files, uintptr(sock.FD()))
 			names[i] = sock.Name
 			env = append(env, fmt.Sprintf("EINHORN_FD_%d=%d", i, 3+i))
 		}

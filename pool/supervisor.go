@@ -11,6 +11,7 @@ import (
 
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/ratelog"
 )
@@ -65,8 +66,8 @@ type Supervisor struct {
 	board  *board.Board
 	events chan any
 
-	sockets  []*Socket
-	balanced *balancer // NARWHAL_SOCKET_MODE=balanced
+	sockets  []*listen.Socket
+	balanced *listen.Balancer // NARWHAL_SOCKET_MODE=balanced
 	notify   *notifySocket
 	// live are the slots new connections were last steered to; routeErr, whether that failed.
 	live     []int
@@ -613,9 +614,9 @@ func (s *Supervisor) close() {
 	if s.notify != nil {
 		s.notify.Close()
 	}
-	CloseAll(s.sockets)
+	listen.CloseAll(s.sockets)
 	if s.balanced != nil {
-		s.balanced.close()
+		s.balanced.Close()
 	}
 }
 

@@ -1,4 +1,4 @@
-package pool
+package listen
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 // replacement takes over its slot's sockets with whatever waits in them. A program attached to
 // each group steers new connections to the slots that have a ready worker. Unix listeners
 // cannot be grouped: every slot shares one socket, as in inherit mode.
-type balancer struct {
+type Balancer struct {
 	listen  config.Listeners
 	backlog int
 
@@ -48,15 +48,18 @@ const (
 
 func (s steering) String() string { return [...]string{"random", "round-robin"}[s] }
 
-// errNoBalance is a balanced mode that cannot be: no TCP listener to group, or a kernel that
+// Steering names the program that steers new connections, for the log.
+func (b *Balancer) Steering() string { return b.steer.String() }
+
+// ErrNoBalance is a balanced mode that cannot be: no TCP listener to group, or a kernel that
 // refuses every reuseport program, with which the kernel would hash connections onto slots
 // that may have no worker. The pool then runs in inherit mode.
-var errNoBalance = errors.New("balanced mode unavailable")
+var ErrNoBalance = errors.New("balanced mode unavailable")
 
-// newBalancer binds slot 0's sockets, so that an address in use is an error at start, and
+// NewBalancer binds slot 0's sockets, so that an address in use is an error at start, and
 // finds the steering the kernel allows.
-func newBalancer(ls config.Listeners, backlog int) (*balancer, error) {
-	b := &balancer{listen: ls, backlog: backlog, groups: make([]*group, len(ls)), shared: make([]*Socket, len(ls))}
+func NewBalancer(ls config.Listeners, backlog int) (*Balancer, error) {
+	b := &Balancer{listen: ls, backlog: backlog, groups: make([]*group, len(ls)), shared: make([]*Socket, len(ls))}
 	tcp := false
 	for i, l := range ls {
 		if l.Network != "unix" {
@@ -64,20 +67,20 @@ func newBalancer(ls config.Listeners, backlog int) (*balancer, error) {
 		}
 	}
 	if !tcp {
-		return nil, fmt.Errorf("%w: no TCP listener (unix sockets cannot be grouped)", errNoBalance)
+		return nil, fmt.Errorf("%w: no TCP listener (unix sockets cannot be grouped)", ErrNoBalance)
 	}
 	for i, l := range ls {
 		if b.groups[i] == nil {
 			s, err := bind(l, backlog, false)
 			if err != nil {
-				b.close()
+				b.Close()
 				return nil, err
 			}
 			b.shared[i] = s
 		}
 	}
-	if _, err := b.forSlot(0); err != nil {
-		b.close()
+	if _, err := b.ForSlot(0); err != nil {
+		b.Close()
 		return nil, err
 	}
 	b.steer = steerRoundRobin
@@ -100,16 +103,16 @@ func newBalancer(ls config.Listeners, backlog int) (*balancer, error) {
 				continue
 			}
 			if err := attachRandom(g.bySlot[0], []int{0}); err != nil {
-				b.close()
-				return nil, fmt.Errorf("%w: the kernel refused a reuseport program: %v", errNoBalance, err)
+				b.Close()
+				return nil, fmt.Errorf("%w: the kernel refused a reuseport program: %v", ErrNoBalance, err)
 			}
 		}
 	}
 	return b, nil
 }
 
-// forSlot returns slot's sockets, one per listener, binding those it lacks.
-func (b *balancer) forSlot(slot int) ([]*Socket, error) {
+// ForSlot returns slot's sockets, one per listener, binding those it lacks.
+func (b *Balancer) ForSlot(slot int) ([]*Socket, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]*Socket, len(b.listen))
@@ -138,7 +141,7 @@ func (b *balancer) forSlot(slot int) ([]*Socket, error) {
 
 // route steers each group's new connections to the live slots (those with a ready worker);
 // with none live, every slot takes its share and keeps it until a worker comes.
-func (b *balancer) route(live []int) error {
+func (b *Balancer) Route(live []int) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var errs []error
@@ -161,8 +164,8 @@ func (b *balancer) route(live []int) error {
 	return errors.Join(errs...)
 }
 
-// inodes are every socket's, for the readiness detector.
-func (b *balancer) inodes() map[uint64]bool {
+// Inodes are every socket's, for the readiness detector.
+func (b *Balancer) Inodes() map[uint64]bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := map[uint64]bool{}
@@ -179,7 +182,7 @@ func (b *balancer) inodes() map[uint64]bool {
 }
 
 // queue sums listener name's accept queues over the slots.
-func (b *balancer) queue(name string) (queued, backlog int, ok bool) {
+func (b *Balancer) Queue(name string) (queued, backlog int, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, l := range b.listen {
@@ -198,8 +201,8 @@ func (b *balancer) queue(name string) (queued, backlog int, ok bool) {
 	return queued, backlog, ok
 }
 
-// slotQueued counts the connections waiting on slot's own sockets.
-func (b *balancer) slotQueued(slot int) int {
+// SlotQueued counts the connections waiting on slot's own sockets.
+func (b *Balancer) SlotQueued(slot int) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := 0
@@ -214,8 +217,8 @@ func (b *balancer) slotQueued(slot int) int {
 	return n
 }
 
-// first is each listener's first socket, for the listener list and the log.
-func (b *balancer) first() []*Socket {
+// First is each listener's first socket, for the listener list and the log.
+func (b *Balancer) First() []*Socket {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]*Socket, len(b.listen))
@@ -229,7 +232,7 @@ func (b *balancer) first() []*Socket {
 	return out
 }
 
-func (b *balancer) close() {
+func (b *Balancer) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, g := range b.groups {
@@ -249,9 +252,9 @@ func (b *balancer) close() {
 	}
 }
 
-// guarantee is what the log says at start about where connections go and what waits on a
+// Guarantee is what the log says at start about where connections go and what waits on a
 // slot without a worker.
-func (b *balancer) guarantee() string {
+func (b *Balancer) Guarantee() string {
 	return "new connections go only to slots with a ready worker; what waits on a crashed worker's slot is " +
 		"served by its next worker, and a scale-down lets the worker accept what waits on its slot before it stops"
 }

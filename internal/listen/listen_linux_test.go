@@ -1,4 +1,4 @@
-package pool
+package listen
 
 import (
 	"errors"
@@ -31,9 +31,9 @@ func TestListenerIsPlainTCP(t *testing.T) {
 // with none but them is unavailable (and New runs the pool as inherit, saying why).
 func TestBalancedNeedsATCPListener(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "app.sock")
-	_, err := newBalancer(config.Listeners{{Name: "listen0", Network: "unix", Address: path}}, 16)
-	if !errors.Is(err, errNoBalance) {
-		t.Fatalf("newBalancer of a unix listener alone: %v, want errNoBalance", err)
+	_, err := NewBalancer(config.Listeners{{Name: "listen0", Network: "unix", Address: path}}, 16)
+	if !errors.Is(err, ErrNoBalance) {
+		t.Fatalf("NewBalancer of a unix listener alone: %v, want ErrNoBalance", err)
 	}
 	if _, err := os.Stat(path); err == nil {
 		t.Error("the unix socket was bound all the same")

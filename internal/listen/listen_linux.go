@@ -1,4 +1,8 @@
-package pool
+// Package listen owns the listening sockets narwhal binds once and keeps for its whole life:
+// one per listener (inherit), or one SO_REUSEPORT group per TCP listener with a socket per slot
+// and a BPF program steering new connections to the slots with a ready worker (balanced).
+// Nothing here closes a socket before narwhal exits, so nothing queued on one is lost.
+package listen
 
 import (
 	"context"
@@ -104,6 +108,9 @@ func removeStaleSocket(path string) {
 }
 
 // Close closes the listener; it is safe to call twice, and while the metrics read Queue.
+// FD is the close-on-exec duplicate that a worker gets as one of its listeners.
+func (s *Socket) FD() int { return s.fd }
+
 func (s *Socket) Close() {
 	s.closeOnce.Do(func() {
 		unix.Close(s.fd)
