@@ -21,6 +21,7 @@ import (
 	"github.com/narwhal-init/narwhal/internal/earlysig"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/worker"
 	"github.com/narwhal-init/narwhal/pool"
 	"golang.org/x/sys/unix"
 )
@@ -52,9 +53,9 @@ const usage = `usage:
 func init() { runtime.LockOSThread() }
 
 func main() {
-	if os.Args[0] == pool.ShimArg0 {
+	if os.Args[0] == worker.ShimArg0 {
 		earlysig.Release()
-		os.Exit(pool.Shim(os.Args[1:], pendingSignals()))
+		os.Exit(worker.Shim(os.Args[1:], pendingSignals()))
 	}
 	os.Exit(run(os.Args[1:]))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/worker"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -49,7 +50,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
-	cred, err := credential(cfg.WorkerUser, cfg.WorkerGroup)
+	cred, err := worker.Credential(cfg.WorkerUser, cfg.WorkerGroup)
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
@@ -74,7 +75,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if err != nil {
 		return nil, &Error{Code: 1, Err: err}
 	}
-	ns, err := listenNotify()
+	ns, err := worker.ListenNotify()
 	if err != nil {
 		listen.CloseAll(sockets)
 		if bal != nil {
@@ -82,16 +83,16 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		}
 		return nil, &Error{Code: 1, Err: err}
 	}
-	environ := baseEnv(os.Environ())
+	environ := worker.BaseEnv(os.Environ())
 	if l := cfg.Listen.FirstTCP(); reuseport && l != nil {
 		environ = append(removeVar(environ, "PORT"), "PORT="+strconv.Itoa(l.Port()))
 	}
-	sp := &spawner{
-		argv: argv, self: self, sockets: sockets, balanced: bal, reuseport: reuseport,
-		dir: cfg.WorkerDir, cred: cred, notify: ns.addr, env: environ, output: string(cfg.WorkerOutput),
+	sp := &worker.Exec{
+		Argv: argv, Self: self, Sockets: sockets, Balanced: bal, Reuseport: reuseport,
+		Dir: cfg.WorkerDir, Cred: cred, Notify: ns.Addr, Env: environ, Output: string(cfg.WorkerOutput),
 	}
 	if cfg.WorkerTimeout > 0 {
-		sp.watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
+		sp.Watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
 	}
 
 	if cfg.Workers.Auto() {
@@ -113,15 +114,15 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if bal != nil {
 		s.env.route, s.env.slotQueued = bal.Route, bal.SlotQueued
 	}
-	if boot := newBootPriority(); boot != nil {
+	if boot := worker.NewBootPriority(); boot != nil {
 		s.env.spawn = func(slot, gen int) (int, error) {
 			pid, err := s.start(r, sp, slot, gen)
 			if err == nil {
-				boot.booting(pid)
+				boot.Booting(pid)
 			}
 			return pid, err
 		}
-		s.env.ready = boot.serving
+		s.env.ready = boot.Serving
 	}
 	if cfg.Ready == "auto" {
 		s.env.accepting = acceptDetector(sockets, bal, cfg.Listen, reuseport)
@@ -187,19 +188,19 @@ func acceptDetector(sockets []*listen.Socket, bal *listen.Balancer, ls config.Li
 // and the lines of its notify pipe come back to the loop as events. With NARWHAL_WORKER_OUTPUT
 // json or text, its exit comes back only once its last lines are written (or after
 // drainTimeout, while narwhal's own output stays blocked).
-func (s *Supervisor) start(r *reaper.Reaper, sp *spawner, slot, gen int) (int, error) {
-	var pipes workerPipes
+func (s *Supervisor) start(r *reaper.Reaper, sp worker.Starter, slot, gen int) (int, error) {
+	var pipes worker.Pipes
 	pid, exited, err := r.Start(func() (pid int, err error) {
-		pid, pipes, err = sp.spawn(slot, gen)
+		pid, pipes, err = sp.Start(slot, gen)
 		return pid, err
 	})
 	if err != nil {
 		return 0, err
 	}
 	var out *output.Worker
-	if pipes.stdout != nil {
+	if pipes.Stdout != nil {
 		stdout, stderr := output.Std()
-		out = output.Follow(sp.output, output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.stdout, pipes.stderr, stdout, stderr)
+		out = output.Follow(string(s.cfg.WorkerOutput), output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.Stdout, pipes.Stderr, stdout, stderr)
 	}
 	go func() {
 		ex := <-exited
@@ -208,7 +209,7 @@ func (s *Supervisor) start(r *reaper.Reaper, sp *spawner, slot, gen int) (int, e
 		}
 		s.events <- exitEvent{pid: pid, code: ex.Code()}
 	}()
-	go readPipe(pipes.notify, pid, s.events)
+	go worker.ReadPipe(pipes.Notify, pid, s.events)
 	return pid, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/ratelog"
+	"github.com/narwhal-init/narwhal/internal/worker"
 )
 
 const (
@@ -68,7 +69,7 @@ type Supervisor struct {
 
 	sockets  []*listen.Socket
 	balanced *listen.Balancer // NARWHAL_SOCKET_MODE=balanced
-	notify   *notifySocket
+	notify   *worker.NotifySocket
 	// live are the slots new connections were last steered to; routeErr, whether that failed.
 	live     []int
 	routed   bool
@@ -159,7 +160,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, 
 func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	defer s.close()
 	if s.notify != nil {
-		go s.notify.run(s.events)
+		go s.notify.Run(s.events)
 	}
 	if len(s.cfg.Watch) > 0 {
 		watching, stop := context.WithCancel(ctx)
@@ -216,7 +217,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		} else {
 			s.m.Exited(now, ev.pid, ev.code, false)
 		}
-	case notifyEvent:
+	case worker.Message:
 		s.handleNotify(now, ev)
 	case watchEvent:
 		if !s.m.Stopping() {
@@ -562,16 +563,16 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	}
 }
 
-func (s *Supervisor) handleNotify(now time.Time, ev notifyEvent) {
-	pid := ev.sender
-	if !ev.fromPipe {
-		pid = s.workerOf(ev.sender)
+func (s *Supervisor) handleNotify(now time.Time, ev worker.Message) {
+	pid := ev.Sender
+	if !ev.FromPipe {
+		pid = s.workerOf(ev.Sender)
 	}
 	if pid == 0 {
-		s.dropped.Warn(now, s.log, "notify message from a process that is not a worker, dropped", "event", "notify_dropped", "pid", ev.sender)
+		s.dropped.Warn(now, s.log, "notify message from a process that is not a worker, dropped", "event", "notify_dropped", "pid", ev.Sender)
 		return
 	}
-	n, err := ParseNotify(ev.msg)
+	n, err := worker.ParseNotify(ev.Text)
 	if err != nil {
 		s.dropped.Warn(now, s.log, "malformed notify message, dropped", "event", "notify_dropped", "pid", pid, "error", err.Error())
 		return

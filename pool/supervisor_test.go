@@ -3,6 +3,7 @@ package pool
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/worker"
 )
 
 // fakeEnv is the supervisor's world in a test: a clock the test moves, spawns that only count,
@@ -151,7 +153,7 @@ func TestDetectionNotStarvedByEvents(t *testing.T) {
 	scans := s.f.scans
 	for i := 0; i < 200 && s.state(pid) != Ready; i++ {
 		now = now.Add(5 * time.Millisecond)
-		s.at(now, notifyEvent{sender: pid, fromPipe: true, msg: "STATUS=warming up"})
+		s.at(now, worker.Message{Sender: pid, FromPipe: true, Text: "STATUS=warming up"})
 	}
 	if s.state(pid) != Ready {
 		t.Fatalf("worker seen accepting, yet not ready after %s of events every 5ms", now.Sub(t0))
@@ -164,7 +166,7 @@ func TestDetectionNotStarvedByEvents(t *testing.T) {
 	before := s.f.scans
 	for i := 0; i < 100; i++ {
 		now = now.Add(time.Millisecond)
-		s.at(now, notifyEvent{sender: pid, fromPipe: true, msg: "WATCHDOG=1"})
+		s.at(now, worker.Message{Sender: pid, FromPipe: true, Text: "WATCHDOG=1"})
 	}
 	if n := s.f.scans - before; n > 1 {
 		t.Errorf("%d scans of /proc in 100 ms of events with every worker ready, want at most 1 (one per %s)", n, scanEvery)
@@ -185,7 +187,7 @@ func TestWakeIsTheEarliestDeadline(t *testing.T) {
 	}
 	pid := s.f.spawned[0]
 	// An event 1ns before the deadline must still wake the loop at the deadline.
-	wake = s.at(wake.Add(-time.Nanosecond), notifyEvent{sender: pid, fromPipe: true, msg: "STATUS=x"})
+	wake = s.at(wake.Add(-time.Nanosecond), worker.Message{Sender: pid, FromPipe: true, Text: "STATUS=x"})
 	if want := t0.Add(300 * time.Millisecond); !wake.Equal(want) {
 		t.Fatalf("wake %v after an event just before the deadline, want %v", wake.Sub(t0), want.Sub(t0))
 	}
@@ -204,7 +206,7 @@ func TestSignalsSteerThePool(t *testing.T) {
 	now := t0
 	s.at(now, startEvent{})
 	for _, pid := range s.f.spawned {
-		s.at(now, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+		s.at(now, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	}
 	s.at(now, syscall.SIGUSR1)
 	for _, pid := range s.f.spawned[:2] {
@@ -243,19 +245,19 @@ func TestSignalsSteerThePool(t *testing.T) {
 func TestNotifyFromDescendantsOnly(t *testing.T) {
 	s := newSupervised(t, "WORKERS=1", "READY=notify")
 	s.at(t0, startEvent{})
-	worker := s.f.spawned[0]
+	w := s.f.spawned[0]
 	s.f.parents[500] = 400 // a grandchild of the worker
-	s.f.parents[400] = worker
+	s.f.parents[400] = w
 	s.f.parents[600] = 1 // a stranger
-	s.at(t0, notifyEvent{sender: 600, msg: "READY=1"})
-	if s.state(worker) == Ready {
+	s.at(t0, worker.Message{Sender: 600, Text: "READY=1"})
+	if s.state(w) == Ready {
 		t.Fatal("a stranger's READY=1 made the worker ready")
 	}
-	s.at(t0, notifyEvent{sender: 500, msg: "READY=1"})
-	if s.state(worker) != Ready {
+	s.at(t0, worker.Message{Sender: 500, Text: "READY=1"})
+	if s.state(w) != Ready {
 		t.Fatal("READY=1 from the worker's grandchild did not make it ready")
 	}
-	s.at(t0, notifyEvent{sender: worker, fromPipe: true, msg: "WATCHDOG=trigger"})
+	s.at(t0, worker.Message{Sender: w, FromPipe: true, Text: "WATCHDOG=trigger"})
 	if len(s.f.spawned) != 2 {
 		t.Errorf("WATCHDOG=trigger: spawned %d, want a replacement", len(s.f.spawned))
 	}
@@ -269,12 +271,12 @@ func TestDroppedNotifyLogIsBounded(t *testing.T) {
 	now := t0
 	for i := 0; i < 1000; i++ {
 		now = now.Add(time.Millisecond)
-		s.at(now, notifyEvent{sender: 999, msg: "READY=1"})
+		s.at(now, worker.Message{Sender: 999, Text: "READY=1"})
 	}
 	if n := strings.Count(s.log.String(), `"event":"notify_dropped"`); n != 1 {
 		t.Fatalf("%d warnings for 1000 dropped messages in 1s, want 1", n)
 	}
-	s.at(now.Add(dropLogEvery), notifyEvent{sender: 999, msg: "garbage without equals"})
+	s.at(now.Add(dropLogEvery), worker.Message{Sender: 999, Text: "garbage without equals"})
 	if n := strings.Count(s.log.String(), `"event":"notify_dropped"`); n != 2 {
 		t.Fatalf("%d warnings after the period, want 2", n)
 	}
@@ -289,7 +291,7 @@ func TestMaxMemoryFromTheScan(t *testing.T) {
 	s := newSupervised(t, "WORKERS=1", "READY=notify", "MAX_MEMORY=100Mi")
 	s.at(t0, startEvent{})
 	pid := s.f.spawned[0]
-	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	page := int64(os.Getpagesize())
 	s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: (60 << 20) / page}
 	s.f.procs[pid+1000] = proc.Stat{PPID: pid, PGRP: pid, RSSPages: (60 << 20) / page}
@@ -312,7 +314,7 @@ func TestCPUPerSlotNeverDecreases(t *testing.T) {
 	s := newSupervised(t, "WORKERS=1", "READY=notify")
 	s.at(t0, startEvent{})
 	w := s.f.spawned[0]
-	s.at(t0, notifyEvent{sender: w, fromPipe: true, msg: "READY=1"})
+	s.at(t0, worker.Message{Sender: w, FromPipe: true, Text: "READY=1"})
 	now := t0
 	last := 0.0
 	step := func(what string) {
@@ -402,7 +404,7 @@ func TestReadyMessageInAuto(t *testing.T) {
 	s := newSupervised(t, "WORKERS=1", "LISTEN=127.0.0.1:8080") // never bound: the env is fake
 	s.at(t0, startEvent{})
 	pid := s.f.spawned[0]
-	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	if s.state(pid) == Ready {
 		t.Fatal("READY=1 made a worker ready that narwhal can watch accepting")
 	}
@@ -415,7 +417,7 @@ func TestReadyMessageInAuto(t *testing.T) {
 	s = newSupervised(t, "WORKERS=1")
 	s.at(t0, startEvent{})
 	pid = s.f.spawned[0]
-	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	if s.state(pid) != Ready {
 		t.Error("with no listener to watch, READY=1 did not make the worker ready")
 	}
@@ -427,7 +429,7 @@ func TestRefreshReadsNow(t *testing.T) {
 	s := newSupervised(t, "WORKERS=1", "READY=notify")
 	s.at(t0, startEvent{})
 	pid := s.f.spawned[0]
-	s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	page := int64(os.Getpagesize())
 	s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: 10}
 	scans := s.f.scans
@@ -488,7 +490,7 @@ func TestMemoryBudget(t *testing.T) {
 		page := int64(os.Getpagesize())
 		s.at(t0, startEvent{})
 		for i, pid := range s.f.spawned {
-			s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+			s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 			s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: int64(50*(i+1)<<20) / page}
 		}
 		s.env.container = func() proc.Container {
@@ -615,7 +617,7 @@ func TestRouteFollowsReadyWorkers(t *testing.T) {
 			t.Errorf("%s: steered to %v, want %v", what, got, want)
 		}
 	}
-	ready := func(pid int) { s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"}) }
+	ready := func(pid int) { s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"}) }
 
 	s.at(t0, startEvent{})
 	check("nothing ready yet", 0, 1, 2)
@@ -626,7 +628,7 @@ func TestRouteFollowsReadyWorkers(t *testing.T) {
 	ready(w2)
 	check("all ready", 0, 1, 2)
 	n := len(routes)
-	s.at(t0, notifyEvent{sender: w1, fromPipe: true, msg: "STATUS=busy"})
+	s.at(t0, worker.Message{Sender: w1, FromPipe: true, Text: "STATUS=busy"})
 	if len(routes) != n {
 		t.Errorf("steered again with nothing changed: %v", routes[n:])
 	}
@@ -654,7 +656,7 @@ func TestScaleDownDrainsTheSlot(t *testing.T) {
 	s.env.slotQueued = func(slot int) int { return queued[slot] }
 	s.at(t0, startEvent{})
 	for _, pid := range s.f.spawned {
-		s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+		s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	}
 	top := s.f.spawned[2]
 	stopped := func(pid int) bool { return s.f.signalled(pid, syscall.SIGTERM) }
@@ -701,7 +703,7 @@ func TestScaleDownDrainsTheSlot(t *testing.T) {
 	now = now.Add(5 * time.Second)
 	s.at(now, syscall.SIGTTIN)
 	fresh := s.f.spawned[len(s.f.spawned)-1]
-	s.at(now, notifyEvent{sender: fresh, fromPipe: true, msg: "READY=1"})
+	s.at(now, worker.Message{Sender: fresh, FromPipe: true, Text: "READY=1"})
 	spawned := len(s.f.spawned)
 	s.at(now.Add(time.Second), syscall.SIGTTOU)
 	s.at(now.Add(time.Second), syscall.SIGTTIN)
@@ -726,7 +728,7 @@ func TestRouteRetriedAfterAFailure(t *testing.T) {
 	}
 	s.at(t0, startEvent{})
 	for _, pid := range s.f.spawned {
-		s.at(t0, notifyEvent{sender: pid, fromPipe: true, msg: "READY=1"})
+		s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 	}
 	fail = false
 	s.at(t0.Add(time.Millisecond), nil)
@@ -745,7 +747,7 @@ func TestManualStepHoldsAWindow(t *testing.T) {
 	s := newSupervised(t, "WORKERS=1-3", "READY=notify", "SCALE_DOWN_AFTER=2s")
 	now := t0
 	s.at(now, startEvent{})
-	s.at(now, notifyEvent{sender: s.f.spawned[0], fromPipe: true, msg: "READY=1"})
+	s.at(now, worker.Message{Sender: s.f.spawned[0], FromPipe: true, Text: "READY=1"})
 	run := func(d time.Duration) {
 		for end := now.Add(d); now.Before(end); {
 			now = now.Add(sampleEvery)
@@ -820,7 +822,7 @@ func TestScaleDownNotCutShort(t *testing.T) {
 				s.at(now, ev)
 				for _, w := range s.m.Workers() { // every new worker is quick to serve
 					if w.State == Starting {
-						s.at(now, notifyEvent{sender: w.PID, fromPipe: true, msg: "READY=1"})
+						s.at(now, worker.Message{Sender: w.PID, FromPipe: true, Text: "READY=1"})
 					}
 				}
 				for _, w := range s.m.Workers() { // and every stopped one to exit
@@ -861,5 +863,24 @@ func TestScaleDownNotCutShort(t *testing.T) {
 				t.Errorf("once slot 2 drained: desired %d, slot 2 served %v; want %d, no", d, served(2), want)
 			}
 		})
+	}
+}
+
+// TestOverlongNotifyLineDropped: what the pipe reader passes on for an over-long line (its
+// first MaxNotify+1 bytes) gives one warning naming the worker and the reason, and the
+// READY=1 that follows still makes the worker ready.
+func TestOverlongNotifyLineDropped(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify")
+	s.at(t0, startEvent{})
+	w := s.f.spawned[0]
+	s.at(t0, worker.Message{Sender: w, FromPipe: true, Text: strings.Repeat("x", worker.MaxNotify+1)})
+	s.at(t0, worker.Message{Sender: w, FromPipe: true, Text: "READY=1"})
+	log := s.log.String()
+	if strings.Count(log, `"event":"notify_dropped"`) != 1 || !strings.Contains(log, fmt.Sprintf(`"pid":%d`, w)) ||
+		!strings.Contains(log, "longer than") {
+		t.Errorf("want one warning naming pid %d and a line too long, got:\n%s", w, log)
+	}
+	if s.state(w) != Ready {
+		t.Error("READY=1 after an over-long line did not make the worker ready")
 	}
 }

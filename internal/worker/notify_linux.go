@@ -1,4 +1,4 @@
-package pool
+package worker
 
 import (
 	"bufio"
@@ -13,23 +13,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// notifyEvent is one message from a worker: over NOTIFY_SOCKET, sender is the PID the kernel
-// vouches for (SCM_CREDENTIALS); over a worker's pipe, sender is that worker.
-type notifyEvent struct {
-	sender   int
-	fromPipe bool
-	msg      string
+// Message is one message from a worker: over NOTIFY_SOCKET, Sender is the PID the kernel
+// vouches for (SCM_CREDENTIALS); over a worker's pipe, Sender is that worker.
+type Message struct {
+	Sender   int
+	FromPipe bool
+	Text     string
 }
 
-// notifySocket receives sd_notify datagrams on an abstract unix socket. Abstract names live in
+// NotifySocket receives sd_notify datagrams on an abstract unix socket. Abstract names live in
 // the network namespace, which a pod's containers share, so the name is random and every
 // message is checked against its sender's PID.
-type notifySocket struct {
+type NotifySocket struct {
 	conn *net.UnixConn
-	addr string // "@narwhal-notify-…", the value of NOTIFY_SOCKET
+	Addr string // "@narwhal-notify-…", the value of NOTIFY_SOCKET
 }
 
-func listenNotify() (*notifySocket, error) {
+func ListenNotify() (*NotifySocket, error) {
 	var b [8]byte
 	rand.Read(b[:])
 	addr := fmt.Sprintf("@narwhal-notify-%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
@@ -49,12 +49,12 @@ func listenNotify() (*notifySocket, error) {
 		conn.Close()
 		return nil, fmt.Errorf("notify socket: SO_PASSCRED: %w", err)
 	}
-	return &notifySocket{conn: conn, addr: addr}, nil
+	return &NotifySocket{conn: conn, Addr: addr}, nil
 }
 
-// run reads datagrams until the socket is closed. A datagram without credentials has sender 0,
+// Run reads datagrams until the socket is closed. A datagram without credentials has sender 0,
 // which matches no worker.
-func (n *notifySocket) run(out chan<- any) {
+func (n *NotifySocket) Run(out chan<- any) {
 	buf := make([]byte, MaxNotify+1)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
@@ -65,7 +65,7 @@ func (n *notifySocket) run(out chan<- any) {
 			}
 			continue
 		}
-		out <- notifyEvent{sender: credPID(oob[:noob]), msg: string(buf[:nb])}
+		out <- Message{Sender: credPID(oob[:noob]), Text: string(buf[:nb])}
 	}
 }
 
@@ -82,13 +82,13 @@ func credPID(oob []byte) int {
 	return 0
 }
 
-func (n *notifySocket) Close() { n.conn.Close() }
+func (n *NotifySocket) Close() { n.conn.Close() }
 
-// readPipe forwards each line a worker writes to its NARWHAL_NOTIFY_FD, until every holder of
+// ReadPipe forwards each line a worker writes to its NARWHAL_NOTIFY_FD, until every holder of
 // the write end has closed it (the worker and its descendants have exited). The pipe stays open
 // whatever the worker writes: closing it early would kill the worker with SIGPIPE at its next
 // message. A line over MaxNotify is dropped, as an over-long datagram is.
-func readPipe(r *os.File, worker int, out chan<- any) {
+func ReadPipe(r *os.File, worker int, out chan<- any) {
 	defer r.Close()
 	// One byte more than a message, so that a full buffer without a newline means too long.
 	br := bufio.NewReaderSize(r, MaxNotify+1)
@@ -97,14 +97,14 @@ func readPipe(r *os.File, worker int, out chan<- any) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// Its first MaxNotify+1 bytes go on, for ParseNotify to refuse as too long and the
 			// supervisor to report (rate-limited); the rest is skipped without being kept.
-			out <- notifyEvent{sender: worker, fromPipe: true, msg: string(line)}
+			out <- Message{Sender: worker, FromPipe: true, Text: string(line)}
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
 		} else if len(line) > 0 {
 			// CRLF is still accepted, as bufio.ScanLines accepted it before.
 			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-			out <- notifyEvent{sender: worker, fromPipe: true, msg: string(line)}
+			out <- Message{Sender: worker, FromPipe: true, Text: string(line)}
 		}
 		if err != nil {
 			return

@@ -1,14 +1,13 @@
-package pool
+package worker
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 )
 
-// pipeWorker is the sender readPipe is told the pipe belongs to.
+// pipeWorker is the sender ReadPipe is told the pipe belongs to.
 const pipeWorker = 42
 
 // startPipe runs the real pipe reader on a fresh os.Pipe and returns its write end, its events
@@ -22,34 +21,34 @@ func startPipe(t *testing.T) (*os.File, <-chan any, <-chan struct{}) {
 	// Buffered, so that the reader never waits on a test that is still writing.
 	out := make(chan any, 16)
 	done := make(chan struct{})
-	go func() { readPipe(r, pipeWorker, out); close(done) }()
+	go func() { ReadPipe(r, pipeWorker, out); close(done) }()
 	t.Cleanup(func() {
 		w.Close()
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
-			t.Error("readPipe still running 5s after the write end was closed")
+			t.Error("ReadPipe still running 5s after the write end was closed")
 		}
 	})
 	return w, out, done
 }
 
-func nextPipeEvent(t *testing.T, out <-chan any, waitingFor string) notifyEvent {
+func nextPipeEvent(t *testing.T, out <-chan any, waitingFor string) Message {
 	t.Helper()
 	select {
 	case ev := <-out:
-		n, ok := ev.(notifyEvent)
+		n, ok := ev.(Message)
 		if !ok {
-			t.Fatalf("readPipe sent %T, want a notifyEvent", ev)
+			t.Fatalf("ReadPipe sent %T, want a Message", ev)
 		}
-		if n.sender != pipeWorker || !n.fromPipe {
-			t.Fatalf("readPipe sent %+v, want sender %d from the pipe", n, pipeWorker)
+		if n.Sender != pipeWorker || !n.FromPipe {
+			t.Fatalf("ReadPipe sent %+v, want sender %d from the pipe", n, pipeWorker)
 		}
 		return n
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no %s from the notify pipe within 5s", waitingFor)
 	}
-	return notifyEvent{}
+	return Message{}
 }
 
 // TestReadPipeDropsOverlongLine: one line over MaxNotify is reported as too long and dropped, and
@@ -67,14 +66,14 @@ func TestReadPipeDropsOverlongLine(t *testing.T) {
 	}()
 
 	bad := nextPipeEvent(t, out, "report of the over-long line")
-	if len(bad.msg) > MaxNotify+1 {
-		t.Errorf("readPipe passed on %d bytes of the over-long line, want at most %d", len(bad.msg), MaxNotify+1)
+	if len(bad.Text) > MaxNotify+1 {
+		t.Errorf("ReadPipe passed on %d bytes of the over-long line, want at most %d", len(bad.Text), MaxNotify+1)
 	}
-	if _, err := ParseNotify(bad.msg); err == nil || !strings.Contains(err.Error(), "longer than") {
+	if _, err := ParseNotify(bad.Text); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("the over-long line parses with error %v, want one saying it is too long", err)
 	}
 
-	if n, err := ParseNotify(nextPipeEvent(t, out, "READY=1 after the over-long line").msg); err != nil || !n.Ready {
+	if n, err := ParseNotify(nextPipeEvent(t, out, "READY=1 after the over-long line").Text); err != nil || !n.Ready {
 		t.Errorf("line after the over-long one parses to %+v, %v; want READY", n, err)
 	}
 	select {
@@ -89,7 +88,7 @@ func TestReadPipeDropsOverlongLine(t *testing.T) {
 	if _, err := w.WriteString("WATCHDOG=1\n"); err != nil {
 		t.Fatalf("writing WATCHDOG=1 after the over-long line: %v", err)
 	}
-	if n, err := ParseNotify(nextPipeEvent(t, out, "WATCHDOG=1").msg); err != nil || !n.Watchdog {
+	if n, err := ParseNotify(nextPipeEvent(t, out, "WATCHDOG=1").Text); err != nil || !n.Watchdog {
 		t.Errorf("WATCHDOG=1 parses to %+v, %v; want a watchdog ping", n, err)
 	}
 }
@@ -104,49 +103,25 @@ func TestReadPipeLines(t *testing.T) {
 		w.WriteString(in)
 		w.Close() // the worker exits: the unterminated last line still counts
 	}()
-	if ev := nextPipeEvent(t, out, "line of MaxNotify bytes"); ev.msg != longest {
-		t.Errorf("line of MaxNotify bytes came as %d bytes %q", len(ev.msg), clip(ev.msg))
+	if ev := nextPipeEvent(t, out, "line of MaxNotify bytes"); ev.Text != longest {
+		t.Errorf("line of MaxNotify bytes came as %d bytes %q", len(ev.Text), clip(ev.Text))
 	}
-	if _, err := ParseNotify(nextPipeEvent(t, out, "line of MaxNotify+1 bytes").msg); err == nil {
+	if _, err := ParseNotify(nextPipeEvent(t, out, "line of MaxNotify+1 bytes").Text); err == nil {
 		t.Error("line of MaxNotify+1 bytes accepted")
 	}
 	for _, want := range []string{"STATUS=crlf", "READY=1"} {
-		if ev := nextPipeEvent(t, out, "line "+want); ev.msg != want {
-			t.Errorf("line %q came as %q", want, ev.msg)
+		if ev := nextPipeEvent(t, out, "line "+want); ev.Text != want {
+			t.Errorf("line %q came as %q", want, ev.Text)
 		}
 	}
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("readPipe still running 5s after the write end was closed")
+		t.Fatal("ReadPipe still running 5s after the write end was closed")
 	}
 	select {
 	case ev := <-out:
-		t.Errorf("readPipe sent %+v after the last line", ev)
+		t.Errorf("ReadPipe sent %+v after the last line", ev)
 	default:
-	}
-}
-
-// TestOverlongPipeLineReachesSupervisor: what the pipe reader makes of an over-long line, fed to
-// the supervisor, gives one warning naming the worker and the reason, and its READY=1 that
-// follows still makes it ready.
-func TestOverlongPipeLineReachesSupervisor(t *testing.T) {
-	s := newSupervised(t, "WORKERS=1", "READY=notify")
-	s.at(t0, startEvent{})
-	worker := s.f.spawned[0]
-	w, out, _ := startPipe(t)
-	go w.WriteString(strings.Repeat("x", 3*MaxNotify) + "\nREADY=1\n")
-	for _, waitingFor := range []string{"report of the over-long line", "READY=1"} {
-		ev := nextPipeEvent(t, out, waitingFor)
-		ev.sender = worker
-		s.at(t0, ev)
-	}
-	log := s.log.String()
-	if strings.Count(log, `"event":"notify_dropped"`) != 1 || !strings.Contains(log, fmt.Sprintf(`"pid":%d`, worker)) ||
-		!strings.Contains(log, "longer than") || strings.Contains(log, "NUL") {
-		t.Errorf("want one warning naming pid %d and a line too long, got:\n%s", worker, log)
-	}
-	if s.state(worker) != Ready {
-		t.Error("READY=1 after an over-long line did not make the worker ready")
 	}
 }

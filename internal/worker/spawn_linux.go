@@ -1,4 +1,4 @@
-package pool
+package worker
 
 import (
 	"errors"
@@ -21,26 +21,26 @@ import (
 // fork and exec). main checks for it before anything else.
 const ShimArg0 = "narwhal-listen-shim"
 
-// spawner starts workers; the supervisor calls it from its own goroutine only.
-type spawner struct {
-	argv      []string
-	self      string // narwhal's own executable, for the shim
-	sockets   []*listen.Socket
-	balanced  *listen.Balancer // balanced mode: each slot's own sockets
-	reuseport bool
-	dir       string // NARWHAL_WORKER_DIR, resolved at each spawn
-	cred      *syscall.Credential
-	notify    string // NOTIFY_SOCKET
-	watchdog  string // WATCHDOG_USEC, empty when off
-	output    string // NARWHAL_WORKER_OUTPUT
-	env       []string
+// Exec starts workers; the supervisor calls it from its own goroutine only.
+type Exec struct {
+	Argv      []string
+	Self      string // narwhal's own executable, for the shim
+	Sockets   []*listen.Socket
+	Balanced  *listen.Balancer // balanced mode: each slot's own sockets
+	Reuseport bool
+	Dir       string // NARWHAL_WORKER_DIR, resolved at each spawn
+	Cred      *syscall.Credential
+	Notify    string // NOTIFY_SOCKET
+	Watchdog  string // WATCHDOG_USEC, empty when off
+	Output    string // NARWHAL_WORKER_OUTPUT
+	Env       []string
 }
 
 // workerVars are set by narwhal for each worker and dropped from its own environment first.
 var workerVars = []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "NARWHAL_NOTIFY_FD",
 	"WATCHDOG_USEC", "WATCHDOG_PID", "NARWHAL_WORKER_ID", "NARWHAL_GENERATION", "EINHORN_FD_COUNT"}
 
-func baseEnv(environ []string) []string {
+func BaseEnv(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
@@ -52,14 +52,14 @@ func baseEnv(environ []string) []string {
 	return out
 }
 
-// workerPipes are the read ends of a new worker's pipes.
-type workerPipes struct {
-	notify         *os.File // NARWHAL_NOTIFY_FD
-	stdout, stderr *os.File // nil with NARWHAL_WORKER_OUTPUT=inherit
+// Pipes are the read ends of a new worker's pipes.
+type Pipes struct {
+	Notify         *os.File // NARWHAL_NOTIFY_FD
+	Stdout, Stderr *os.File // nil with NARWHAL_WORKER_OUTPUT=inherit
 }
 
-func (p workerPipes) close() {
-	for _, f := range []*os.File{p.notify, p.stdout, p.stderr} {
+func (p Pipes) Close() {
+	for _, f := range []*os.File{p.Notify, p.Stdout, p.Stderr} {
 		if f != nil {
 			f.Close()
 		}
@@ -79,7 +79,7 @@ func pipe(name string) (*os.File, int, error) {
 
 // spawn forks a worker for slot in generation gen. It returns the worker's PID and the read
 // ends of its pipes. It must run inside reaper.Start.
-func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
+func (s *Exec) Start(slot, gen int) (pid int, pipes Pipes, err error) {
 	files := []uintptr{0, 1, 2}
 	var ours []int // the worker's ends, closed here once it has them
 	defer func() {
@@ -87,16 +87,16 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 			unix.Close(fd)
 		}
 		if err != nil {
-			pipes.close()
+			pipes.Close()
 		}
 	}()
-	if s.output == "json" || s.output == "text" {
+	if s.Output == "json" || s.Output == "text" {
 		var w1, w2 int
-		if pipes.stdout, w1, err = pipe("stdout"); err != nil {
+		if pipes.Stdout, w1, err = pipe("stdout"); err != nil {
 			return 0, pipes, err
 		}
 		ours = append(ours, w1)
-		if pipes.stderr, w2, err = pipe("stderr"); err != nil {
+		if pipes.Stderr, w2, err = pipe("stderr"); err != nil {
 			return 0, pipes, err
 		}
 		ours = append(ours, w2)
@@ -106,25 +106,25 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 	if err != nil {
 		return 0, pipes, err
 	}
-	pipes.notify = notify
+	pipes.Notify = notify
 	ours = append(ours, w)
 
-	env := append([]string(nil), s.env...)
+	env := append([]string(nil), s.Env...)
 	env = append(env,
 		"NARWHAL_WORKER_ID="+strconv.Itoa(slot),
 		"NARWHAL_GENERATION="+strconv.Itoa(gen),
-		"NOTIFY_SOCKET="+s.notify)
-	if s.watchdog != "" {
-		env = append(env, "WATCHDOG_USEC="+s.watchdog)
+		"NOTIFY_SOCKET="+s.Notify)
+	if s.Watchdog != "" {
+		env = append(env, "WATCHDOG_USEC="+s.Watchdog)
 	}
-	path, argv := "", s.argv
-	sockets := s.sockets
-	if s.balanced != nil {
-		if sockets, err = s.balanced.ForSlot(slot); err != nil {
+	path, argv := "", s.Argv
+	sockets := s.Sockets
+	if s.Balanced != nil {
+		if sockets, err = s.Balanced.ForSlot(slot); err != nil {
 			return 0, pipes, err
 		}
 	}
-	if len(sockets) > 0 && !s.reuseport {
+	if len(sockets) > 0 && !s.Reuseport {
 		names := make([]string, len(sockets))
 		for i, sock := range sockets {
 			files = append(files, uintptr(sock.FD()))
@@ -133,9 +133,9 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 		}
 		n := strconv.Itoa(len(sockets))
 		env = append(env, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
-		path, argv = s.self, append([]string{ShimArg0}, s.argv...)
+		path, argv = s.Self, append([]string{ShimArg0}, s.Argv...)
 	} else {
-		if path, err = command.LookIn(s.argv[0], s.dir); err != nil {
+		if path, err = command.LookIn(s.Argv[0], s.Dir); err != nil {
 			return 0, pipes, err
 		}
 	}
@@ -143,8 +143,8 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 	env = append(env, "NARWHAL_NOTIFY_FD="+strconv.Itoa(len(files)-1))
 
 	dir := ""
-	if s.dir != "" {
-		if dir, err = filepath.EvalSymlinks(s.dir); err != nil {
+	if s.Dir != "" {
+		if dir, err = filepath.EvalSymlinks(s.Dir); err != nil {
 			return 0, pipes, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
 		}
 	}
@@ -155,18 +155,18 @@ func (s *spawner) spawn(slot, gen int) (pid int, pipes workerPipes, err error) {
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true,            // its own process group, so SIGKILL reaches its children too
 			Pdeathsig:  syscall.SIGKILL, // workers die with narwhal
-			Credential: s.cred,
+			Credential: s.Cred,
 		},
 	})
 	if err != nil {
-		return 0, pipes, fmt.Errorf("start %s: %w", s.argv[0], err)
+		return 0, pipes, fmt.Errorf("start %s: %w", s.Argv[0], err)
 	}
 	return pid, pipes, nil
 }
 
-// credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP; numbers need no
+// Credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP; numbers need no
 // /etc/passwd. A user without a group runs with the user's primary group, or gid = uid.
-func credential(usr, group string) (*syscall.Credential, error) {
+func Credential(usr, group string) (*syscall.Credential, error) {
 	if usr == "" && group == "" {
 		return nil, nil
 	}

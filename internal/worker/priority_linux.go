@@ -1,4 +1,4 @@
-package pool
+package worker
 
 import (
 	"github.com/narwhal-init/narwhal/internal/proc"
@@ -12,15 +12,15 @@ const bootNice = 10
 // capSysNice is CAP_SYS_NICE, which raising a priority back needs.
 const capSysNice = 23
 
-// bootPriority runs each worker at a lower CPU priority while it boots, so that a replacement
+// BootPriority runs each worker at a lower CPU priority while it boots, so that a replacement
 // loading its code during a rollout takes the CPU the serving workers leave idle, not theirs,
 // and gives it narwhal's own priority once it is ready. Lowering a priority is always allowed
 // and raising it is not, so it is on only where narwhal may raise it again: elsewhere a worker
 // would stay low for its whole life.
-type bootPriority struct{ base int }
+type BootPriority struct{ base int }
 
-// newBootPriority returns nil where narwhal could not give a worker its priority back.
-func newBootPriority() *bootPriority {
+// NewBootPriority returns nil where narwhal could not give a worker its priority back.
+func NewBootPriority() *BootPriority {
 	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
 	if err != nil {
 		return nil
@@ -35,13 +35,13 @@ func newBootPriority() *bootPriority {
 	if !raisable {
 		return nil
 	}
-	return &bootPriority{base: base}
+	return &BootPriority{base: base}
 }
 
-// booting lowers the priority of every thread in pid's process group (the worker's own).
-func (b *bootPriority) booting(pid int) {
+// Booting lowers the priority of every thread in pid's process group (the worker's own).
+func (b *BootPriority) Booting(pid int) {
 	unix.Setpriority(unix.PRIO_PGRP, pid, min(b.base+bootNice, 19))
 }
 
-// serving gives pid's process group narwhal's priority back.
-func (b *bootPriority) serving(pid int) { unix.Setpriority(unix.PRIO_PGRP, pid, b.base) }
+// Serving gives pid's process group narwhal's priority back.
+func (b *BootPriority) Serving(pid int) { unix.Setpriority(unix.PRIO_PGRP, pid, b.base) }
