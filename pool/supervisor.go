@@ -14,6 +14,7 @@ import (
 	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/ratelog"
+	"github.com/narwhal-init/narwhal/internal/watch"
 	"github.com/narwhal-init/narwhal/internal/worker"
 )
 
@@ -166,7 +167,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 		watching, stop := context.WithCancel(ctx)
 		defer stop()
 		s.restarted = make(chan struct{}, 1)
-		go watchFiles(watching, s.log, s.cfg.Watch, s.cfg.WatchDelay.D(), maxWatchEntries, s.events, s.restarted)
+		go watch.Run(watching, s.log, s.cfg.Watch, s.cfg.WatchDelay.D(), watch.MaxEntries, s.events, s.restarted)
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -219,9 +220,9 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		}
 	case worker.Message:
 		s.handleNotify(now, ev)
-	case watchEvent:
+	case watch.Change:
 		if !s.m.Stopping() {
-			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.path)
+			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.Path)
 			s.m.Restart(now)
 		}
 	case stopEvent:

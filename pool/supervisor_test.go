@@ -16,6 +16,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/watch"
 	"github.com/narwhal-init/narwhal/internal/worker"
 )
 
@@ -589,7 +590,7 @@ func TestWatchedChangeRestarts(t *testing.T) {
 	default:
 		t.Error("SIGHUP did not tell the watcher to take the files as they are")
 	}
-	s.at(t0, watchEvent{path: "/etc/app/app.yaml"})
+	s.at(t0, watch.Change{Path: "/etc/app/app.yaml"})
 	if s.m.Generation() != 3 {
 		t.Fatalf("generation %d after SIGHUP and a watched change, want 3", s.m.Generation())
 	}
@@ -597,7 +598,7 @@ func TestWatchedChangeRestarts(t *testing.T) {
 		t.Errorf("the restart was not logged with the path:\n%s", s.log.String())
 	}
 	s.at(t0, syscall.SIGTERM)
-	s.at(t0, watchEvent{path: "/etc/app/app.yaml"})
+	s.at(t0, watch.Change{Path: "/etc/app/app.yaml"})
 	if s.m.Generation() != 3 {
 		t.Errorf("a watched change during the graceful stop started generation %d", s.m.Generation())
 	}
@@ -807,7 +808,7 @@ func TestScaleDownNotCutShort(t *testing.T) {
 	}{
 		{"SIGHUP", syscall.SIGHUP},
 		{"SIGUSR2", syscall.SIGUSR2},
-		{"watched change", watchEvent{path: "/etc/app.yaml"}},
+		{"watched change", watch.Change{Path: "/etc/app.yaml"}},
 		{"second SIGTTOU", syscall.SIGTTOU},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

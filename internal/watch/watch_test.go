@@ -1,4 +1,4 @@
-package pool
+package watch
 
 import (
 	"context"
@@ -63,6 +63,7 @@ func TestWatcherSettles(t *testing.T) {
 // second rollout once it settles.
 func TestWatcherRebase(t *testing.T) {
 	a, b := sums(map[string]string{"/cfg/a": "1"}), sums(map[string]string{"/cfg/a": "2"})
+	t0 := time.Unix(1000, 0)
 	w := newWatcher(2*time.Second, a)
 	w.observe(t0.Add(time.Second), b) // changed, not settled
 	w.rebase(b)                       // SIGHUP: the new workers read b
@@ -121,7 +122,7 @@ func scanWithin(t *testing.T, paths []string, prev map[string]fileState) map[str
 	t.Helper()
 	done := make(chan map[string]fileState, 1)
 	go func() {
-		files, cut := scanFiles(time.Now(), paths, prev, maxWatchEntries)
+		files, cut := scanFiles(time.Now(), paths, prev, MaxEntries)
 		if cut {
 			files = nil
 		}
@@ -130,7 +131,7 @@ func scanWithin(t *testing.T, paths []string, prev map[string]fileState) map[str
 	select {
 	case files := <-done:
 		if files == nil {
-			t.Fatalf("a scan of %v met the bound of %d entries", paths, maxWatchEntries)
+			t.Fatalf("a scan of %v met the bound of %d entries", paths, MaxEntries)
 		}
 		return files
 	case <-time.After(2 * time.Second):
@@ -231,7 +232,7 @@ func TestWatchBoundLogged(t *testing.T) {
 	logged, events, done := make(lines, 100), make(chan any, 1), make(chan struct{})
 	go func() {
 		defer close(done)
-		watchFiles(ctx, slog.New(slog.NewJSONHandler(logged, nil)), []string{dir}, time.Millisecond, 2, events, nil)
+		Run(ctx, slog.New(slog.NewJSONHandler(logged, nil)), []string{dir}, time.Millisecond, 2, events, nil)
 	}()
 	select {
 	case line := <-logged:
@@ -244,7 +245,7 @@ func TestWatchBoundLogged(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "a"), []byte("changed"), 0o600)
 	select {
 	case ev := <-events:
-		if ev != (watchEvent{filepath.Join(dir, "a")}) {
+		if ev != (Change{filepath.Join(dir, "a")}) {
 			t.Errorf("event %v, want a change to a", ev)
 		}
 	case <-time.After(2 * time.Second):

@@ -1,4 +1,13 @@
-package pool
+// Package watch is NARWHAL_WATCH: it sends a Change when the content of a watched file has
+// changed and then stayed as it is for the delay.
+//
+// It compares the content of the watched files on a tick rather than following inotify events: a content hash cannot miss an event, needs no watch re-added after the
+// kubelet swaps a volume's ..data link, sees a write from another mount namespace or over NFS,
+// and does not fire for a write that leaves the content as it was. A file whose inode, size and
+// times are unchanged is not read again, so a tick costs a stat per file; but file times are only
+// as fine as the kernel's tick, so a file changed within the last second is read each time (as
+// git treats a "racily clean" file).
+package watch
 
 import (
 	"context"
@@ -14,14 +23,6 @@ import (
 	"time"
 )
 
-// NARWHAL_WATCH compares the content of the watched files on a tick rather than following
-// inotify events: a content hash cannot miss an event, needs no watch re-added after the
-// kubelet swaps a volume's ..data link, sees a write from another mount namespace or over NFS,
-// and does not fire for a write that leaves the content as it was. A file whose inode, size and
-// times are unchanged is not read again, so a tick costs a stat per file; but file times are only
-// as fine as the kernel's tick, so a file changed within the last second is read each time (as
-// git treats a "racily clean" file).
-
 // fileState is what one scan knows of a file.
 type fileState struct {
 	ino, size    uint64
@@ -33,9 +34,9 @@ func statState(st *syscall.Stat_t) fileState {
 	return fileState{ino: st.Ino, size: uint64(st.Size), mtime: st.Mtim, ctime: st.Ctim}
 }
 
-// maxWatchEntries bounds the directory entries one scan lists, and with them its stats, its
+// MaxEntries bounds the directory entries one scan lists, and with them its stats, its
 // memory and its time, whatever a watched directory holds. A ConfigMap holds a few dozen.
-const maxWatchEntries = 10000
+const MaxEntries = 10000
 
 // scanFiles reads the files under paths by the names a program opens: symbolic links are
 // followed, and names beginning with ".." (the kubelet's timestamped directories and its ..data
@@ -183,8 +184,8 @@ func firstChange(a, b map[string]fileState) string {
 	return ""
 }
 
-// watchEvent is a settled change to a watched file.
-type watchEvent struct{ path string }
+// Change is a settled change to a watched file.
+type Change struct{ Path string }
 
 // watchTick is how often the watched files are scanned: often enough that a change settles
 // within about the delay.
@@ -198,10 +199,10 @@ func (w *watcher) rebase(scan map[string]fileState) {
 	w.base, w.last, w.changed = scan, scan, time.Time{}
 }
 
-// watchFiles scans paths on a tick until ctx ends, and sends a watchEvent for each settled
+// Run scans paths on a tick until ctx ends, and sends a Change for each settled
 // change. A receive on restarted rebases it. When the paths hold more than limit entries it
 // says so once, not each tick, and watches the files it reads.
-func watchFiles(ctx context.Context, log *slog.Logger, paths []string, delay time.Duration, limit int,
+func Run(ctx context.Context, log *slog.Logger, paths []string, delay time.Duration, limit int,
 	events chan<- any, restarted <-chan struct{}) {
 	wasCut := false
 	scan := func(now time.Time, prev map[string]fileState) map[string]fileState {
@@ -228,7 +229,7 @@ func watchFiles(ctx context.Context, log *slog.Logger, paths []string, delay tim
 				continue
 			}
 			select {
-			case events <- watchEvent{path}:
+			case events <- Change{path}:
 			case <-ctx.Done():
 				return
 			}
