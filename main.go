@@ -19,10 +19,10 @@ import (
 	"github.com/narwhal-init/narwhal/control"
 	pid1 "github.com/narwhal-init/narwhal/init"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
+	"github.com/narwhal-init/narwhal/internal/fit"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/worker"
-	"github.com/narwhal-init/narwhal/pool"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,11 +96,11 @@ func run(args []string) int {
 	}
 	switch action {
 	case "--check-config":
-		maxMemory, budget, err := pool.MemoryLimits(cfg, proc.Host)
+		maxMemory, budget, err := fit.MemoryLimits(cfg, proc.Host)
 		var lo, hi int
 		var why string
 		if err == nil && cfg.Pool {
-			lo, hi, why, err = pool.Size(cfg)
+			lo, hi, why, err = fit.Size(cfg)
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/e2e"
-	"github.com/narwhal-init/narwhal/pool"
+	"github.com/narwhal-init/narwhal/internal/fit"
 )
 
 // TestConflictingEnvironment: values that are each well-formed but cannot work (together, or on
@@ -20,7 +20,7 @@ import (
 func TestConflictingEnvironment(t *testing.T) {
 	e2e.Require(t)
 	const timeout = 30 * time.Second
-	auto, _ := pool.AutoWorkers(1)
+	auto, _ := fit.AutoWorkers(1)
 	port := strconv.Itoa(e2e.FreePort(t))
 	cases := []struct {
 		variable string

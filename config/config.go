@@ -160,7 +160,7 @@ func (c *Config) validate() error {
 			return bad("WATCH", c.Watch, fmt.Sprintf("%s: %v; want existing files or directories", path, errors.Unwrap(err)))
 		}
 	}
-	if c.Workers.Max > 0 { // an auto MAX is the machine's, which the pool checks (pool.Size)
+	if c.Workers.Max > 0 { // an auto MAX is the machine's, which the pool checks (fit.Size)
 		if err := c.CheckMinReady(c.Workers.Max, ""); err != nil {
 			return err
 		}

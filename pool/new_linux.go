@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/command"
+	"github.com/narwhal-init/narwhal/internal/fit"
 	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
@@ -42,11 +42,11 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		errors.As(err, &ce)
 		return nil, &Error{Code: ce.Code(), Err: err}
 	}
-	maxMemory, budget, err := MemoryLimits(cfg, proc.Host)
+	maxMemory, budget, err := fit.MemoryLimits(cfg, proc.Host)
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
-	min, max, why, err := Size(cfg)
+	min, max, why, err := fit.Size(cfg)
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
@@ -272,57 +272,6 @@ func removeVar(env []string, name string) []string {
 		}
 	}
 	return out
-}
-
-// MemoryLimits resolves NARWHAL_MAX_MEMORY and NARWHAL_MEMORY_BUDGET to bytes against the
-// container's memory limit; a share of a limit the cgroup does not have is a configuration
-// error, found before anything starts.
-func MemoryLimits(cfg *config.Config, fs proc.FS) (maxMemory, budget int64, err error) {
-	var limit int64
-	if cfg.MaxMemory.Share > 0 || cfg.MemoryBudget > 0 {
-		mem, _ := fs.CgroupMemory()
-		limit = mem.Limit
-	}
-	const noLimit = "a share needs the container's memory limit, and its cgroup has none"
-	maxMemory, ok := cfg.MaxMemory.Of(limit)
-	if !ok {
-		return 0, 0, &config.Error{Variable: config.Prefix + "_MAX_MEMORY", Value: cfg.MaxMemory.String(),
-			Reason: noLimit + "; give a size such as 512Mi, or set a memory limit"}
-	}
-	if cfg.MemoryBudget > 0 {
-		if limit == 0 {
-			return 0, 0, &config.Error{Variable: config.Prefix + "_MEMORY_BUDGET", Value: cfg.MemoryBudget.String(),
-				Reason: noLimit + "; set a memory limit, or 0 for no budget"}
-		}
-		budget = int64(float64(cfg.MemoryBudget) * float64(limit))
-	}
-	return maxMemory, budget, nil
-}
-
-// Size is the pool's size from NARWHAL_WORKERS: its MIN and MAX (equal without a range), and
-// why, when auto decided a bound. An auto bound that would cross a given one yields to it.
-// NARWHAL_MIN_READY above MAX is a *config.Error: only here, on the machine, is auto known.
-func Size(cfg *config.Config) (lo, hi int, why string, err error) { return size(cfg, AutoWorkers) }
-
-func size(cfg *config.Config, resolve func(cpus int) (int, string)) (lo, hi int, why string, err error) {
-	w := cfg.Workers
-	auto := 0
-	if w.Auto() {
-		auto, why = resolve(int(cfg.CPUs))
-	}
-	lo, hi = w.Min, w.Max
-	switch {
-	case !w.Range:
-		lo = cmp.Or(lo, auto)
-		hi = lo
-	case lo == 0 && hi == 0:
-		lo, hi = auto, auto
-	case lo == 0:
-		lo = min(auto, hi)
-	case hi == 0:
-		hi = max(auto, lo)
-	}
-	return lo, hi, why, cfg.CheckMinReady(hi, why)
 }
 
 // queued is whether any connection waits in a listener's accept queue now, for the dynamic
