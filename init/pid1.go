@@ -25,8 +25,8 @@ import (
 	"github.com/narwhal-init/narwhal/internal/command"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/supervisor"
 	"github.com/narwhal-init/narwhal/metrics"
-	"github.com/narwhal-init/narwhal/pool"
 	"github.com/narwhal-init/narwhal/reaper"
 	"github.com/oklog/run"
 	"golang.org/x/sys/unix"
@@ -65,12 +65,12 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 	r := reaper.New(log)
 	b := board.New(int(cfg.MinReady), cfg.DrainDelay.D())
 
-	var sup *pool.Supervisor
+	var sup *supervisor.Supervisor
 	queues := func(board.Listener) (int, int, bool) { return 0, 0, false }
 	if cfg.Pool {
 		var err error
-		if sup, err = pool.New(cfg, log, argv, r, b); err != nil {
-			var pe *pool.Error
+		if sup, err = supervisor.New(cfg, log, argv, r, b); err != nil {
+			var pe *supervisor.Error
 			code := 1
 			if errors.As(err, &pe) {
 				code = pe.Code
@@ -154,7 +154,7 @@ func failed(log *slog.Logger, part string, err error) error {
 // runMode runs init mode's child, or the pool after its pre-start command, until done or until
 // ctx ends (a part of narwhal failed), which stops it as SIGTERM would.
 func runMode(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
-	sigs <-chan os.Signal, b *board.Board, sup *pool.Supervisor) int {
+	sigs <-chan os.Signal, b *board.Board, sup *supervisor.Supervisor) int {
 	earlysig.Wait() // every signal reaches sigs before the first child exists
 	if !cfg.Pool {
 		code, _ := runChild(ctx, cfg, log, r, argv, sigs, b, true)

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package pool_test
+package supervisor_test
 
 import (
 	"os"

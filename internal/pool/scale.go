@@ -2,15 +2,15 @@ package pool
 
 import "time"
 
-// sampleEvery is how often the accept queues are read for the dynamic size.
-const sampleEvery = 100 * time.Millisecond
+// SampleEvery is how often the accept queues are read for the dynamic size.
+const SampleEvery = 100 * time.Millisecond
 
-// scaler decides the dynamic size of NARWHAL_WORKERS=MIN-MAX from what narwhal sees of any
+// Scaler decides the dynamic size of NARWHAL_WORKERS=MIN-MAX from what narwhal sees of any
 // worker in any language: its listeners' accept queues and the workers' CPU time. It adds one
 // worker when connections have waited in a queue for most of the up window, and removes one
 // when none has waited for the whole down window and the workers' CPU use would have fitted in
 // one worker fewer. One step at a time: each step starts the windows afresh. It is plain data.
-type scaler struct {
+type Scaler struct {
 	up, down time.Duration
 	since    time.Time // start of the current windows: the first sample, or the last step
 	queue    []queueSample
@@ -27,8 +27,12 @@ type cpuSample struct {
 	seconds float64 // the pool's CPU time so far
 }
 
-// sampleQueue records whether any connection waits in an accept queue now.
-func (c *scaler) sampleQueue(now time.Time, waiting bool) {
+// NewScaler returns a scaler that adds a worker after connections waited for most of up, and
+// removes one after down without any waiting.
+func NewScaler(up, down time.Duration) *Scaler { return &Scaler{up: up, down: down} }
+
+// SampleQueue records whether any connection waits in an accept queue now.
+func (c *Scaler) SampleQueue(now time.Time, waiting bool) {
 	if c.since.IsZero() {
 		c.since = now
 	}
@@ -36,19 +40,19 @@ func (c *scaler) sampleQueue(now time.Time, waiting bool) {
 		queueSample{now, waiting})
 }
 
-// sampleCPU records the pool's CPU time so far.
-func (c *scaler) sampleCPU(now time.Time, seconds float64) {
+// SampleCPU records the pool's CPU time so far.
+func (c *Scaler) SampleCPU(now time.Time, seconds float64) {
 	c.cpu = append(trimBefore(c.cpu, now.Add(-c.down-time.Minute), func(s cpuSample) time.Time { return s.at }),
 		cpuSample{now, seconds})
 }
 
-// stepped starts the windows afresh after a step of the size, the scaler's own or an
+// Stepped starts the windows afresh after a step of the size, the Scaler's own or an
 // operator's (SIGTTIN, SIGTTOU): a step holds for at least one whole window.
-func (c *scaler) stepped(now time.Time) { c.since = now }
+func (c *Scaler) Stepped(now time.Time) { c.since = now }
 
-// decide returns +1, -1 or 0 for a pool of desired workers within [min, max], and the figures
+// Decide returns +1, -1 or 0 for a pool of desired workers within [min, max], and the figures
 // that decided it, for the log.
-func (c *scaler) decide(now time.Time, desired, min, max int) (int, []any) {
+func (c *Scaler) Decide(now time.Time, desired, min, max int) (int, []any) {
 	if c.since.IsZero() {
 		return 0, nil
 	}
@@ -63,7 +67,7 @@ func (c *scaler) decide(now time.Time, desired, min, max int) (int, []any) {
 			}
 		}
 		if n > 0 && 2*waited > n {
-			c.stepped(now)
+			c.Stepped(now)
 			return +1, []any{"reason", "queue", "waited_share", float64(waited) / float64(n), "window", c.up.String()}
 		}
 	}
@@ -86,7 +90,7 @@ func (c *scaler) decide(now time.Time, desired, min, max int) (int, []any) {
 		a, b := c.cpu[base], c.cpu[len(c.cpu)-1]
 		cores := (b.seconds - a.seconds) / b.at.Sub(a.at).Seconds()
 		if cores <= float64(desired-1) {
-			c.stepped(now)
+			c.Stepped(now)
 			return -1, []any{"reason", "idle", "cpu_cores", cores, "window", c.down.String()}
 		}
 	}

@@ -177,6 +177,9 @@ func NewMachine(p Params, fx Effects, log *slog.Logger) *Machine {
 // Start spawns the first generation.
 func (m *Machine) Start(now time.Time) { m.reconcile(now) }
 
+// Params are the settings the machine follows.
+func (m *Machine) Params() Params { return m.p }
+
 // Generation is the newest generation asked for.
 func (m *Machine) Generation() int { return m.gen }
 

@@ -1,4 +1,4 @@
-package pool
+package supervisor
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/listen"
+	"github.com/narwhal-init/narwhal/internal/pool"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/ratelog"
 	"github.com/narwhal-init/narwhal/internal/watch"
@@ -64,7 +65,7 @@ type Supervisor struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	env    env
-	m      *Machine
+	m      *pool.Machine
 	board  *board.Board
 	events chan any
 
@@ -86,7 +87,7 @@ type Supervisor struct {
 	readyByNotify bool
 
 	// scale sizes a pool of NARWHAL_WORKERS=MIN-MAX; nil for a fixed size.
-	scale      *scaler
+	scale      *pool.Scaler
 	lastSample time.Time
 
 	// maxMemory and budget are NARWHAL_MAX_MEMORY and NARWHAL_MEMORY_BUDGET in bytes; 0 is off.
@@ -136,7 +137,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, 
 	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: proc.NewCPULedger(),
 		dropped:       ratelog.Limiter{Every: dropLogEvery},
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
-	p := Params{
+	p := pool.Params{
 		Workers: workers, Surge: int(cfg.RolloutSurge),
 		ReadyTimeout: cfg.ReadyTimeout.D(), StopSignal: syscall.Signal(cfg.StopSignal), StopTimeout: cfg.StopTimeout.D(),
 		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
@@ -148,10 +149,10 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, 
 	}
 	if maxWorkers > workers {
 		p.MaxWorkers = maxWorkers
-		s.scale = &scaler{up: cfg.ScaleUpAfter.D(), down: cfg.ScaleDownAfter.D()}
+		s.scale = pool.NewScaler(cfg.ScaleUpAfter.D(), cfg.ScaleDownAfter.D())
 	}
 	s.maxMemory, _ = cfg.MaxMemory.Of(0) // a size; New resolves shares against the cgroup
-	s.m = NewMachine(p, (*effects)(&s.env), log)
+	s.m = pool.NewMachine(p, (*effects)(&s.env), log)
 	return s
 }
 
@@ -238,14 +239,14 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	if due := s.lastScan.Add(s.scanInterval()); !now.Before(due) {
 		s.scanProcesses(now)
 	}
-	if s.scale != nil && !now.Before(s.lastSample.Add(sampleEvery)) {
+	if s.scale != nil && !now.Before(s.lastSample.Add(pool.SampleEvery)) {
 		s.resize(now)
 	}
 	s.route()
 	s.publish()
 	wake := s.lastScan.Add(s.scanInterval())
-	if s.scale != nil && s.lastSample.Add(sampleEvery).Before(wake) {
-		wake = s.lastSample.Add(sampleEvery)
+	if s.scale != nil && s.lastSample.Add(pool.SampleEvery).Before(wake) {
+		wake = s.lastSample.Add(pool.SampleEvery)
 	}
 	if next := s.m.Next(now); !next.IsZero() && next.Before(wake) {
 		wake = next
@@ -256,7 +257,9 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		if first := s.retiring[0].since.Add(retireMin); first.After(next) {
 			next = first
 		}
-		wake = earliest(wake, next)
+		if next.Before(wake) {
+			wake = next
+		}
 	}
 	return wake
 }
@@ -271,7 +274,7 @@ func (s *Supervisor) route() {
 	var live []int
 	filling := s.target()
 	for _, w := range s.m.Workers() {
-		if w.State == Ready && w.Slot < max(filling, 1) && !slices.Contains(live, w.Slot) {
+		if w.State == pool.Ready && w.Slot < max(filling, 1) && !slices.Contains(live, w.Slot) {
 			live = append(live, w.Slot)
 		}
 	}
@@ -310,8 +313,8 @@ func (s *Supervisor) scaleDown(now time.Time, why ...any) {
 		return
 	}
 	t := s.target()
-	if s.m.Stopping() || t <= 0 || (s.m.p.MaxWorkers > 0 && t <= s.m.p.Workers) {
-		return // as Machine.CanScaleDown, for the size the pool is going to
+	if s.m.Stopping() || t <= 0 || (s.m.Params().MaxWorkers > 0 && t <= s.m.Params().Workers) {
+		return // as pool.Machine.CanScaleDown, for the size the pool is going to
 	}
 	s.retiring = append(s.retiring, retiring{slot: t - 1, since: now, why: why})
 	s.log.Info("scaling down: steering new connections away from the slot first",
@@ -363,11 +366,11 @@ func (s *Supervisor) retire(now time.Time) {
 // Nothing moves while the pool stops, or after SIGWINCH emptied it on purpose.
 func (s *Supervisor) resize(now time.Time) {
 	s.lastSample = now
-	s.scale.sampleQueue(now, s.env.queued())
+	s.scale.SampleQueue(now, s.env.queued())
 	if s.m.Stopping() || s.m.Desired() == 0 {
 		return
 	}
-	switch step, why := s.scale.decide(now, s.target(), s.m.p.Workers, s.m.p.MaxWorkers); step {
+	switch step, why := s.scale.Decide(now, s.target(), s.m.Params().Workers, s.m.Params().MaxWorkers); step {
 	case +1:
 		s.scaleUp(now, why...)
 	case -1:
@@ -378,7 +381,7 @@ func (s *Supervisor) resize(now time.Time) {
 // scanInterval is detectEvery while /proc has something urgent to show (a starting worker to
 // see accept, leftovers to see gone), scanEvery otherwise.
 func (s *Supervisor) scanInterval() time.Duration {
-	if (s.env.accepting != nil && s.m.Count(Starting) > 0) || len(s.m.Leftovers()) > 0 {
+	if (s.env.accepting != nil && s.m.Count(pool.Starting) > 0) || len(s.m.Leftovers()) > 0 {
 		return detectEvery
 	}
 	return scanEvery
@@ -389,7 +392,10 @@ func (s *Supervisor) scanInterval() time.Duration {
 func (s *Supervisor) scanProcesses(now time.Time) {
 	s.lastScan = now
 	snap := s.env.scan()
-	seen := latest(now, s.env.now()) // when the table was read, maybe well after the pass began
+	seen := s.env.now() // when the table was read, maybe well after the pass began
+	if seen.Before(now) {
+		seen = now
+	}
 	// The figures first: detection logs "ready", and the board, published at the end of the
 	// pass, must follow that line at once for a reader who waits for it.
 	workers := s.m.Workers()
@@ -405,7 +411,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		for _, secs := range s.cpu.Totals() {
 			total += secs
 		}
-		s.scale.sampleCPU(now, total)
+		s.scale.SampleCPU(now, total)
 	}
 	s.whole = s.env.container()
 	s.noteOOMKills(now)
@@ -417,7 +423,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	if s.env.accepting != nil {
 		var starting []int
 		for _, w := range workers {
-			if w.State == Starting {
+			if w.State == pool.Starting {
 				starting = append(starting, w.PID)
 			}
 		}
@@ -431,10 +437,10 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	}
 	if limit := s.maxMemory; limit > 0 {
 		for _, w := range workers {
-			if rss := s.usage[w.PID].RSSBytes; w.State == Ready && rss > limit {
+			if rss := s.usage[w.PID].RSSBytes; w.State == pool.Ready && rss > limit {
 				s.log.Info("worker over NARWHAL_MAX_MEMORY", "event", "memory", "slot", w.Slot, "pid", w.PID,
 					"generation", w.Gen, "bytes", rss, "limit", limit)
-				s.m.Replace(now, w.PID, ReasonMemory)
+				s.m.Replace(now, w.PID, pool.ReasonMemory)
 			}
 		}
 	}
@@ -447,16 +453,16 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 // otherwise stopping it first (a short dip in capacity beats an OOM kill of the container).
 // One worker at a time: nothing more while any worker starts or stops, since the figures are
 // moving.
-func (s *Supervisor) keepBudget(now time.Time, workers []Worker) {
+func (s *Supervisor) keepBudget(now time.Time, workers []pool.Worker) {
 	mem := s.whole.Memory
 	if s.budget == 0 || !s.whole.MemoryKnown || mem.WorkingSet <= s.budget ||
-		s.m.Count(Starting)+s.m.Count(Stopping) > 0 {
+		s.m.Count(pool.Starting)+s.m.Count(pool.Stopping) > 0 {
 		return
 	}
 	var sizes []int64
-	var largest Worker
+	var largest pool.Worker
 	for _, w := range workers {
-		if w.State != Ready {
+		if w.State != pool.Ready {
 			continue
 		}
 		rss := s.usage[w.PID].RSSBytes
@@ -478,9 +484,9 @@ func (s *Supervisor) keepBudget(now time.Time, workers []Worker) {
 		"slot", largest.Slot, "pid", largest.PID, "generation", largest.Gen, "bytes", s.usage[largest.PID].RSSBytes,
 		"working_set", mem.WorkingSet, "budget", s.budget, "limit", mem.Limit, "median", median, "action", action)
 	if action == "replace" {
-		s.m.Replace(now, largest.PID, ReasonMemory)
+		s.m.Replace(now, largest.PID, pool.ReasonMemory)
 	} else {
-		s.m.Recycle(now, largest.PID, ReasonMemory)
+		s.m.Recycle(now, largest.PID, pool.ReasonMemory)
 	}
 }
 
@@ -511,7 +517,7 @@ func (s *Supervisor) publish() {
 	st.ReadySeconds, st.RolloutSeconds = nil, nil
 	snap := &board.Snapshot{
 		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
-		ReadyCount: s.m.Count(Ready), Starts: st.Starts,
+		ReadyCount: s.m.Count(pool.Ready), Starts: st.Starts,
 		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listenerInfo(),
 		SlotCPUSeconds: s.cpu.Totals(), Container: s.whole,
 	}
@@ -537,7 +543,7 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	s.board.CountSignal(config.SignalName(sig))
 	s.log.Debug("signal received", "event", "signal", "signal", config.SignalName(sig))
 	if s.scale != nil && (sig == syscall.SIGTTIN || sig == syscall.SIGTTOU) {
-		s.scale.stepped(now) // the operator's step is not undone at the next sample
+		s.scale.Stepped(now) // the operator's step is not undone at the next sample
 	}
 	switch sig {
 	case syscall.SIGHUP, syscall.SIGUSR2:
@@ -585,7 +591,7 @@ func (s *Supervisor) handleNotify(now time.Time, ev worker.Message) {
 		s.m.Ping(now, pid)
 	}
 	if n.WatchdogTrigger {
-		s.m.Replace(now, pid, ReasonWatchdog)
+		s.m.Replace(now, pid, pool.ReasonWatchdog)
 	}
 	if n.HasStatus {
 		s.log.Debug("worker status", "event", "status", "pid", pid, "status", n.Status)

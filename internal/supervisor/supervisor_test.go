@@ -1,4 +1,4 @@
-package pool
+package supervisor
 
 import (
 	"bytes"
@@ -14,10 +14,19 @@ import (
 
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/pool"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/watch"
 	"github.com/narwhal-init/narwhal/internal/worker"
 )
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type signalCall struct {
+	pid   int
+	sig   syscall.Signal
+	group bool
+}
 
 // fakeEnv is the supervisor's world in a test: a clock the test moves, spawns that only count,
 // a process table the test writes, and accept detection that reports what the test says.
@@ -132,7 +141,7 @@ func (s *supervised) at(now time.Time, ev any) time.Time {
 	return s.pass(now, ev)
 }
 
-func (s *supervised) state(pid int) State {
+func (s *supervised) state(pid int) pool.State {
 	for _, w := range s.m.Workers() {
 		if w.PID == pid {
 			return w.State
@@ -151,11 +160,11 @@ func TestDetectionNotStarvedByEvents(t *testing.T) {
 	pid := s.f.spawned[0]
 	s.f.accepting[pid] = true
 	scans := s.f.scans
-	for i := 0; i < 200 && s.state(pid) != Ready; i++ {
+	for i := 0; i < 200 && s.state(pid) != pool.Ready; i++ {
 		now = now.Add(5 * time.Millisecond)
 		s.at(now, worker.Message{Sender: pid, FromPipe: true, Text: "STATUS=warming up"})
 	}
-	if s.state(pid) != Ready {
+	if s.state(pid) != pool.Ready {
 		t.Fatalf("worker seen accepting, yet not ready after %s of events every 5ms", now.Sub(t0))
 	}
 	if waited := now.Sub(t0); waited > detectEvery {
@@ -192,7 +201,7 @@ func TestWakeIsTheEarliestDeadline(t *testing.T) {
 		t.Fatalf("wake %v after an event just before the deadline, want %v", wake.Sub(t0), want.Sub(t0))
 	}
 	s.at(wake, nil)
-	if s.state(pid) != Ready {
+	if s.state(pid) != pool.Ready {
 		t.Fatal("the ready delay passed, the worker is not ready")
 	}
 	// Idle, the loop still wakes for its periodic scan, never later.
@@ -250,11 +259,11 @@ func TestNotifyFromDescendantsOnly(t *testing.T) {
 	s.f.parents[400] = w
 	s.f.parents[600] = 1 // a stranger
 	s.at(t0, worker.Message{Sender: 600, Text: "READY=1"})
-	if s.state(w) == Ready {
+	if s.state(w) == pool.Ready {
 		t.Fatal("a stranger's READY=1 made the worker ready")
 	}
 	s.at(t0, worker.Message{Sender: 500, Text: "READY=1"})
-	if s.state(w) != Ready {
+	if s.state(w) != pool.Ready {
 		t.Fatal("READY=1 from the worker's grandchild did not make it ready")
 	}
 	s.at(t0, worker.Message{Sender: w, FromPipe: true, Text: "WATCHDOG=trigger"})
@@ -405,12 +414,12 @@ func TestReadyMessageInAuto(t *testing.T) {
 	s.at(t0, startEvent{})
 	pid := s.f.spawned[0]
 	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
-	if s.state(pid) == Ready {
+	if s.state(pid) == pool.Ready {
 		t.Fatal("READY=1 made a worker ready that narwhal can watch accepting")
 	}
 	s.f.accepting[pid] = true
 	s.at(t0.Add(detectEvery), nil)
-	if s.state(pid) != Ready {
+	if s.state(pid) != pool.Ready {
 		t.Fatal("seen accepting, not ready")
 	}
 
@@ -418,7 +427,7 @@ func TestReadyMessageInAuto(t *testing.T) {
 	s.at(t0, startEvent{})
 	pid = s.f.spawned[0]
 	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
-	if s.state(pid) != Ready {
+	if s.state(pid) != pool.Ready {
 		t.Error("with no listener to watch, READY=1 did not make the worker ready")
 	}
 }
@@ -454,7 +463,7 @@ func TestOOMKillNamed(t *testing.T) {
 	s.at(t0.Add(time.Second), exitEvent{pid: a, code: 137})
 	s.at(t0.Add(time.Second), exitEvent{pid: b, code: 137}) // one kill counted, one claimed
 	exits := s.m.Stats.Exits
-	if exits[ReasonOOM] != 1 || exits[ReasonCrash] != 1 {
+	if exits[pool.ReasonOOM] != 1 || exits[pool.ReasonCrash] != 1 {
 		t.Fatalf("exits %v, want one oom and one crash", exits)
 	}
 	if !strings.Contains(s.log.String(), `"reason":"oom"`) || !strings.Contains(s.log.String(), "OOM killer") {
@@ -468,7 +477,7 @@ func TestOOMKillNamed(t *testing.T) {
 	s.at(t0.Add(2*time.Second), nil) // a scan notes it
 	c := s.f.spawned[len(s.f.spawned)-1]
 	s.at(t0.Add(2*time.Second+oomWindow+time.Millisecond), exitEvent{pid: c, code: 137})
-	if exits[ReasonOOM] != 1 {
+	if exits[pool.ReasonOOM] != 1 {
 		t.Errorf("an exit %s after the OOM kill was counted as oom", oomWindow)
 	}
 }
@@ -529,7 +538,7 @@ func TestRangeFollowsTheQueue(t *testing.T) {
 	s.at(now, startEvent{})
 	s.f.waiting = true
 	for i := 0; i < 30; i++ {
-		now = now.Add(sampleEvery)
+		now = now.Add(pool.SampleEvery)
 		s.at(now, nil)
 	}
 	if d := s.m.Desired(); d != 3 {
@@ -724,7 +733,7 @@ func TestManualStepHoldsAWindow(t *testing.T) {
 	s.at(now, worker.Message{Sender: s.f.spawned[0], FromPipe: true, Text: "READY=1"})
 	run := func(d time.Duration) {
 		for end := now.Add(d); now.Before(end); {
-			now = now.Add(sampleEvery)
+			now = now.Add(pool.SampleEvery)
 			s.at(now, nil)
 		}
 	}
@@ -733,7 +742,7 @@ func TestManualStepHoldsAWindow(t *testing.T) {
 	if d := s.m.Desired(); d != 2 {
 		t.Fatalf("SIGTTIN: desired %d, want 2", d)
 	}
-	run(2*time.Second - sampleEvery)
+	run(2*time.Second - pool.SampleEvery)
 	if d := s.m.Desired(); d != 2 {
 		t.Fatalf("an idle pool undid SIGTTIN within the down window: desired %d", d)
 	}
@@ -760,7 +769,7 @@ func TestReadySecondsFromTheWorkersOwnStart(t *testing.T) {
 		return scan()
 	}
 	s.at(t0, startEvent{})
-	if n := s.m.Count(Ready); n != 2 {
+	if n := s.m.Count(pool.Ready); n != 2 {
 		t.Fatalf("%d workers ready in the first pass, want 2", n)
 	}
 	want := []string{`"seconds":0.04`, `"seconds":0.01`} // started at +30 and +60 ms, seen at +70
@@ -795,19 +804,19 @@ func TestScaleDownNotCutShort(t *testing.T) {
 				now = now.Add(d)
 				s.at(now, ev)
 				for _, w := range s.m.Workers() { // every new worker is quick to serve
-					if w.State == Starting {
+					if w.State == pool.Starting {
 						s.at(now, worker.Message{Sender: w.PID, FromPipe: true, Text: "READY=1"})
 					}
 				}
 				for _, w := range s.m.Workers() { // and every stopped one to exit
-					if w.State == Stopping {
+					if w.State == pool.Stopping {
 						s.at(now, exitEvent{pid: w.PID})
 					}
 				}
 			}
 			served := func(slot int) bool {
 				for _, w := range s.m.Workers() {
-					if w.Slot == slot && w.State == Ready {
+					if w.Slot == slot && w.State == pool.Ready {
 						return true
 					}
 				}
@@ -854,7 +863,7 @@ func TestOverlongNotifyLineDropped(t *testing.T) {
 		!strings.Contains(log, "longer than") {
 		t.Errorf("want one warning naming pid %d and a line too long, got:\n%s", w, log)
 	}
-	if s.state(w) != Ready {
+	if s.state(w) != pool.Ready {
 		t.Error("READY=1 after an over-long line did not make the worker ready")
 	}
 }
