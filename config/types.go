@@ -64,16 +64,6 @@ func (s *Signal) Decode(v string) error {
 
 func (s Signal) String() string { return SignalName(syscall.Signal(s)) }
 
-// The signals narwhal acts on itself, beyond forwarding them (see docs/signals.md).
-var (
-	// StopSignals stop narwhal gracefully: init mode forwards them and turns unready; a pool
-	// stops its workers, and does not start after NARWHAL_PRE_START once one has come.
-	StopSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT}
-	// PoolSignals steer a pool: restart (HUP, USR2), scale (TTIN, TTOU, WINCH), reopen logs (USR1).
-	PoolSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGUSR1, syscall.SIGTTIN,
-		syscall.SIGTTOU, syscall.SIGWINCH}
-)
-
 // SignalName is the conventional name of sig (SIGTERM), or SIG<number> for one without a name.
 func SignalName(sig syscall.Signal) string {
 	if name := unix.SignalName(sig); name != "" {

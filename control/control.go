@@ -30,9 +30,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/ratelog"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,13 +78,13 @@ type Status struct {
 
 // Worker is one entry of Status.Workers.
 type Worker struct {
-	board.Worker
+	status.Worker
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	MemoryBytes   int64   `json:"memory_bytes"`
 }
 
 // StatusOf reads the board into a Status, with memory figures the loop has just read.
-func StatusOf(b *board.Board) Status {
+func StatusOf(b *status.Board) Status {
 	fresh, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 	b.Refresh(fresh) // without an answer (no loop yet), the last figures do
 	cancel()
@@ -121,7 +121,7 @@ const (
 // Server answers the control socket.
 type Server struct {
 	ln  *net.UnixListener
-	b   *board.Board
+	b   *status.Board
 	log *slog.Logger
 
 	status  func() Status                                 // StatusOf(b); tests make it large
@@ -134,7 +134,7 @@ type Server struct {
 }
 
 // Listen opens the control socket. A path left by an earlier run is replaced.
-func Listen(name string, b *board.Board, log *slog.Logger) (*Server, error) {
+func Listen(name string, b *status.Board, log *slog.Logger) (*Server, error) {
 	if !strings.HasPrefix(name, "@") {
 		if fi, err := os.Lstat(name); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(name)

@@ -20,17 +20,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"golang.org/x/sys/unix"
 )
 
-func serve(t *testing.T, b *board.Board) string {
+func serve(t *testing.T, b *status.Board) string {
 	t.Helper()
 	return serveWith(t, b, func(*Server) {})
 }
 
 // serveWith is serve with the server adjusted by set before it serves.
-func serveWith(t *testing.T, b *board.Board, set func(*Server)) string {
+func serveWith(t *testing.T, b *status.Board, set func(*Server)) string {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "control.sock")
 	s, err := Listen(name, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -46,8 +46,8 @@ func serveWith(t *testing.T, b *board.Board, set func(*Server)) string {
 }
 
 func TestStatusAndHealthcheck(t *testing.T) {
-	b := board.New(2, 0)
-	b.Publish(&board.Snapshot{Mode: "pool", Generation: 3, Desired: 2, ReadyCount: 1, Workers: []board.Worker{
+	b := status.New(2, 0)
+	b.Publish(&status.Snapshot{Mode: "pool", Generation: 3, Desired: 2, ReadyCount: 1, Workers: []status.Worker{
 		{Slot: 0, PID: 1 << 30, Generation: 3, State: "ready", Started: time.Now().Add(-time.Minute)},
 		{Slot: 1, PID: 1<<30 + 1, Generation: 3, State: "starting", Started: time.Now()},
 	}})
@@ -75,7 +75,7 @@ func TestStatusAndHealthcheck(t *testing.T) {
 	if err != nil || ready || !strings.Contains(reason, "NARWHAL_MIN_READY") {
 		t.Errorf("Healthcheck with 1 of 2 ready = %v %q %v", ready, reason, err)
 	}
-	b.Publish(&board.Snapshot{Mode: "pool", ReadyCount: 2})
+	b.Publish(&status.Snapshot{Mode: "pool", ReadyCount: 2})
 	if ready, _, err := Healthcheck(name); err != nil || !ready {
 		t.Errorf("Healthcheck with 2 ready = %v %v", ready, err)
 	}
@@ -85,8 +85,8 @@ func TestStatusAndHealthcheck(t *testing.T) {
 // delay is longer than the server's reply timeout, whose clock for the last line starts after it.
 func TestDrain(t *testing.T) {
 	const delay = 200 * time.Millisecond
-	b := board.New(1, delay)
-	b.Publish(&board.Snapshot{Mode: "pool", ReadyCount: 1})
+	b := status.New(1, delay)
+	b.Publish(&status.Snapshot{Mode: "pool", ReadyCount: 1})
 	name := serveWith(t, b, func(s *Server) { s.timeout = delay / 4 })
 	start := time.Now()
 	var told time.Duration
@@ -120,7 +120,7 @@ func TestDrain(t *testing.T) {
 }
 
 func TestUnknownRequestAndNoServer(t *testing.T) {
-	name := serve(t, board.New(1, 0))
+	name := serve(t, status.New(1, 0))
 	c, err := net.Dial("unix", name)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestDefaultNameFromLinks(t *testing.T) {
 // (and its place among MaxConns) forever.
 func TestReaderThatNeverReads(t *testing.T) {
 	big := Status{Mode: "pool", Workers: make([]Worker, 50000)} // some MB of JSON
-	name := serveWith(t, board.New(1, 0), func(s *Server) {
+	name := serveWith(t, status.New(1, 0), func(s *Server) {
 		s.timeout = 100 * time.Millisecond
 		s.status = func() Status { return big }
 	})
@@ -220,8 +220,8 @@ func TestReaderThatNeverReads(t *testing.T) {
 // TestConnectionCap: with MaxConns clients connected, one more gets a one-line "busy" error at
 // once; once they are gone, clients are served again.
 func TestConnectionCap(t *testing.T) {
-	b := board.New(1, 0)
-	b.Publish(&board.Snapshot{Mode: "pool", ReadyCount: 1})
+	b := status.New(1, 0)
+	b.Publish(&status.Snapshot{Mode: "pool", ReadyCount: 1})
 	name := serve(t, b)
 	var held []net.Conn
 	defer func() {
@@ -272,7 +272,7 @@ func TestConnectionCap(t *testing.T) {
 // many were left out, and cannot flood narwhal's log.
 func TestRefusalsRateLimited(t *testing.T) {
 	const flood = 300
-	b := board.New(1, 0)
+	b := status.New(1, 0)
 	var logs lockedBuffer
 	var now atomic.Int64 // the server's clock, in Unix nanoseconds
 	now.Store(time.Unix(1e9, 0).UnixNano())
@@ -371,7 +371,7 @@ func TestStrangerHoldsDefaultName(t *testing.T) {
 	check("Healthcheck", err)
 	check("Drain", Drain(name, func(time.Duration, time.Duration) {}))
 
-	s, err := Listen(name, board.New(1, 0), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := Listen(name, status.New(1, 0), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
 		s.Close()
 		t.Fatalf("Listen on %s, held by the stranger, succeeded", name)
@@ -388,7 +388,7 @@ func TestDefaultNameServed(t *testing.T) {
 	if name == "@narwhal" {
 		t.Skip("no /proc/self/ns")
 	}
-	s, err := Listen(name, board.New(1, 0), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := Listen(name, status.New(1, 0), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if errors.Is(err, unix.EADDRINUSE) {
 		t.Skipf("%s is taken already, by a narwhal on this host perhaps: %v", name, err)
 	}

@@ -21,10 +21,10 @@ import (
 
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/control"
-	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/command"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/narwhal-init/narwhal/internal/supervisor"
 	"github.com/narwhal-init/narwhal/metrics"
 	"github.com/narwhal-init/narwhal/reaper"
@@ -63,10 +63,9 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 			"event", "no_reaper", "error", err)
 	}
 	r := reaper.New(log)
-	b := board.New(int(cfg.MinReady), cfg.DrainDelay.D())
+	b := status.New(int(cfg.MinReady), cfg.DrainDelay.D())
 
 	var sup *supervisor.Supervisor
-	queues := func(board.Listener) (int, int, bool) { return 0, 0, false }
 	if cfg.Pool {
 		var err error
 		if sup, err = supervisor.New(cfg, log, argv, r, b); err != nil {
@@ -78,7 +77,6 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 			log.Error(err.Error(), "event", "start_failed", "code", code)
 			return code
 		}
-		queues = sup.Queue
 	}
 
 	var g run.Group
@@ -101,7 +99,7 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 			log.Error(err.Error(), "event", "start_failed", "code", 1)
 			return 1
 		}
-		reg := metrics.Registry(metrics.New(b, r.Orphans, version, queues))
+		reg := metrics.Registry(metrics.New(b, r.Orphans, version))
 		srv := metrics.NewServer(metrics.Handler(reg, b, metrics.LiveTimeout))
 		log.Info("serving metrics and health", "event", "listen", "address", ln.Addr().String())
 		g.Add(func() error {
@@ -154,7 +152,7 @@ func failed(log *slog.Logger, part string, err error) error {
 // runMode runs init mode's child, or the pool after its pre-start command, until done or until
 // ctx ends (a part of narwhal failed), which stops it as SIGTERM would.
 func runMode(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
-	sigs <-chan os.Signal, b *board.Board, sup *supervisor.Supervisor) int {
+	sigs <-chan os.Signal, b *status.Board, sup *supervisor.Supervisor) int {
 	earlysig.Wait() // every signal reaches sigs before the first child exists
 	if !cfg.Pool {
 		code, _ := runChild(ctx, cfg, log, r, argv, sigs, b, true)
@@ -184,7 +182,7 @@ func runMode(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reape
 // NARWHAL_PRE_START before a pool (pool signals are not forwarded to it, and the terminal's
 // foreground comes back to narwhal afterwards, for the pool's Ctrl-C). ctx's end is a stop.
 func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reaper.Reaper, argv []string,
-	sigs <-chan os.Signal, b *board.Board, initMode bool) (int, bool) {
+	sigs <-chan os.Signal, b *status.Board, initMode bool) (int, bool) {
 	opts := spawnOptions{env: os.Environ(), foreground: ownsTerminal()}
 	if opts.foreground && !initMode {
 		defer takeForeground(log)
@@ -205,7 +203,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 	}
 	log.Info("child started", "event", "start", "slot", 0, "pid", pid, "generation", 1, "command", argv[0])
 	snap := initSnapshot{Mode: "init", Generation: 1, Desired: 1, ReadyCount: 1, Starts: 1,
-		Workers: []board.Worker{{Slot: 0, PID: pid, Generation: 1, State: "ready", Started: time.Now()}}}
+		Workers: []status.Worker{{Slot: 0, PID: pid, Generation: 1, State: "ready", Started: time.Now()}}}
 	publish := func() {
 		if initMode {
 			b.Publish(snap.copy())
@@ -241,12 +239,12 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		case s := <-sigs:
 			sig := s.(syscall.Signal)
 			b.CountSignal(config.SignalName(sig))
-			if !initMode && slices.Contains(config.PoolSignals, sig) {
+			if !initMode && slices.Contains(status.PoolSignals, sig) {
 				log.Info("signal ignored: the pool has not started", "event", "signal", "signal", config.SignalName(sig))
 				continue
 			}
 			forward(log, cfg.SignalRewrite, sig, target)
-			if slices.Contains(config.StopSignals, sig) && !stopped {
+			if slices.Contains(status.StopSignals, sig) && !stopped {
 				stopped, snap.Stopping = true, true
 				publish()
 			}
@@ -336,10 +334,10 @@ func stopLeftovers(ctx context.Context, log *slog.Logger, r *reaper.Reaper, cfg 
 
 // initSnapshot is init mode's board entry. Readers hold what was published while the loop goes
 // on changing its own, so each publish hands over a copy.
-type initSnapshot board.Snapshot
+type initSnapshot status.Snapshot
 
-func (s initSnapshot) copy() *board.Snapshot {
-	c := board.Snapshot(s)
-	c.Workers = append([]board.Worker(nil), s.Workers...)
+func (s initSnapshot) copy() *status.Snapshot {
+	c := status.Snapshot(s)
+	c.Workers = append([]status.Worker(nil), s.Workers...)
 	return &c
 }

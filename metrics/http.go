@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -19,7 +19,7 @@ const LiveTimeout = time.Second
 const maxInFlight = 16
 
 // Handler serves /metrics, /livez, /healthz and /readyz.
-func Handler(reg *prometheus.Registry, b *board.Board, liveTimeout time.Duration) http.Handler {
+func Handler(reg *prometheus.Registry, b *status.Board, liveTimeout time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		MaxRequestsInFlight: 4,
@@ -52,7 +52,7 @@ func Handler(reg *prometheus.Registry, b *board.Board, liveTimeout time.Duration
 }
 
 // writeChecks lists each readiness check, as Kubernetes components do for ?verbose.
-func writeChecks(w http.ResponseWriter, b *board.Board, ok bool) {
+func writeChecks(w http.ResponseWriter, b *status.Board, ok bool) {
 	s := b.Snapshot()
 	checks := []struct {
 		name   string

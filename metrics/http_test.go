@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/status"
 )
 
 func do(h http.Handler, path string) (int, string) {
@@ -22,8 +22,8 @@ func do(h http.Handler, path string) (int, string) {
 // TestLivezFollowsTheLoop: /livez is 200 while something serves the board's pings (the
 // supervising loop) and 503 once it stops answering, here by the test holding the loop.
 func TestLivezFollowsTheLoop(t *testing.T) {
-	b := board.New(1, 0)
-	h := Handler(Registry(New(b, func() uint64 { return 0 }, "test", nil)), b, 50*time.Millisecond)
+	b := status.New(1, 0)
+	h := Handler(Registry(New(b, func() uint64 { return 0 }, "test")), b, 50*time.Millisecond)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	stall := make(chan struct{}) // unbuffered: a send returns once the loop has taken it
@@ -56,20 +56,20 @@ func TestLivezFollowsTheLoop(t *testing.T) {
 }
 
 func TestReadyzFollowsTheBoard(t *testing.T) {
-	b := board.New(2, 0)
-	h := Handler(Registry(New(b, func() uint64 { return 0 }, "test", nil)), b, time.Second)
+	b := status.New(2, 0)
+	h := Handler(Registry(New(b, func() uint64 { return 0 }, "test")), b, time.Second)
 	steps := []struct {
 		name string
-		snap *board.Snapshot
+		snap *status.Snapshot
 		act  func()
 		code int
 		want string
 	}{
-		{"nothing started", &board.Snapshot{}, nil, 503, "starting"},
-		{"one of two ready", &board.Snapshot{Mode: "pool", ReadyCount: 1}, nil, 503, "NARWHAL_MIN_READY"},
-		{"two ready", &board.Snapshot{Mode: "pool", ReadyCount: 2}, nil, 200, "ok"},
-		{"stopping", &board.Snapshot{Mode: "pool", ReadyCount: 2, Stopping: true}, nil, 503, "stopping"},
-		{"draining", &board.Snapshot{Mode: "pool", ReadyCount: 2}, func() { b.Drain(time.Now()) }, 503, "draining"},
+		{"nothing started", &status.Snapshot{}, nil, 503, "starting"},
+		{"one of two ready", &status.Snapshot{Mode: "pool", ReadyCount: 1}, nil, 503, "NARWHAL_MIN_READY"},
+		{"two ready", &status.Snapshot{Mode: "pool", ReadyCount: 2}, nil, 200, "ok"},
+		{"stopping", &status.Snapshot{Mode: "pool", ReadyCount: 2, Stopping: true}, nil, 503, "stopping"},
+		{"draining", &status.Snapshot{Mode: "pool", ReadyCount: 2}, func() { b.Drain(time.Now()) }, 503, "draining"},
 	}
 	for _, s := range steps {
 		b.Publish(s.snap)

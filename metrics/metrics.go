@@ -1,8 +1,8 @@
 // Package metrics exposes narwhal's state to Prometheus and to orchestrators' probes. Every
-// metric is computed at scrape time from the board the supervising loop publishes to (worker
-// memory and CPU included, from the loop's own scan of /proc) and from the kernel for accept
-// queues, through one injected registry: nothing here touches the loop's state or reads /proc,
-// and nothing is global.
+// metric is computed at scrape time from the snapshot the supervising loop publishes (worker
+// memory and CPU and the accept queues included, from the loop's own reads, at most a second
+// old), through one injected registry: nothing here touches the loop's state, reads /proc or a
+// socket, and nothing is global.
 package metrics
 
 import (
@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/narwhal-init/narwhal/config"
-	"github.com/narwhal-init/narwhal/internal/board"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -25,7 +25,7 @@ var (
 	exitReasons    = []string{"crash", "oom", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}
 	rolloutResults = []string{"completed", "aborted", "superseded"}
 	// actedOn are the signals narwhal does something with itself, counted from zero.
-	actedOn = signalNames(append(append([]syscall.Signal(nil), config.StopSignals...), config.PoolSignals...))
+	actedOn = signalNames(append(append([]syscall.Signal(nil), status.StopSignals...), status.PoolSignals...))
 )
 
 func signalNames(sigs []syscall.Signal) []string {
@@ -38,10 +38,9 @@ func signalNames(sigs []syscall.Signal) []string {
 
 // Collector turns the board into metrics.
 type Collector struct {
-	board   *board.Board
+	board   *status.Board
 	orphans func() uint64
 	version string
-	queues  func(board.Listener) (queued, backlog int, ok bool)
 
 	mu             sync.Mutex // held through Collect: the histograms are fed there
 	readySeconds   prometheus.Histogram
@@ -51,14 +50,13 @@ type Collector struct {
 	ready, draining, queued, backlog, memory, cpu, memoryLimit, workingSet, overflows, refused *prometheus.Desc
 }
 
-// New returns the collector; orphans reads the reaper's count, queues the accept queue of a
-// listener (see Queues).
-func New(b *board.Board, orphans func() uint64, version string, queues func(board.Listener) (int, int, bool)) *Collector {
+// New returns the collector; orphans reads the reaper's count.
+func New(b *status.Board, orphans func() uint64, version string) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("narwhal_"+name, help, labels, nil)
 	}
 	return &Collector{
-		board: b, orphans: orphans, version: version, queues: queues,
+		board: b, orphans: orphans, version: version,
 		readySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "narwhal_worker_ready_seconds", Help: "Time from a worker's start to its readiness.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -149,13 +147,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.refused, float64(c.board.ControlRefused()))
 
 	for _, l := range s.Listeners {
-		queued, backlog, ok := c.queues(l)
-		if !ok {
+		if !l.QueueKnown {
 			continue
 		}
-		gauge(c.queued, float64(queued), l.Name)
-		if backlog > 0 {
-			gauge(c.backlog, float64(backlog), l.Name)
+		gauge(c.queued, float64(l.Queued), l.Name)
+		if l.Backlog > 0 {
+			gauge(c.backlog, float64(l.Backlog), l.Name)
 		}
 	}
 

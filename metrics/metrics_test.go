@@ -3,16 +3,15 @@ package metrics
 import (
 	"testing"
 
-	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/status"
 	dto "github.com/prometheus/client_model/go"
 )
 
 // gather scrapes a collector over b and returns each family by name.
-func gather(t *testing.T, b *board.Board) map[string]*dto.MetricFamily {
+func gather(t *testing.T, b *status.Board) map[string]*dto.MetricFamily {
 	t.Helper()
-	queues := func(board.Listener) (int, int, bool) { return 0, 0, false }
-	mfs, err := Registry(New(b, func() uint64 { return 0 }, "test", queues)).Gather()
+	mfs, err := Registry(New(b, func() uint64 { return 0 }, "test")).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +28,7 @@ func labelValues(mf *dto.MetricFamily, label string) map[string]float64 {
 	for _, m := range mf.GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == label {
-				out[l.GetValue()] = m.GetCounter().GetValue()
+				out[l.GetValue()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -40,7 +39,7 @@ func labelValues(mf *dto.MetricFamily, label string) map[string]float64 {
 // series at 0 for each value its label can take, so rate() and alerts work from the first
 // scrape. narwhal_signals_received_total used to appear only with the first signal.
 func TestLabelledCountersFromZero(t *testing.T) {
-	mfs := gather(t, board.New(1, 0))
+	mfs := gather(t, status.New(1, 0))
 	want := map[string]struct {
 		label  string
 		values []string
@@ -66,7 +65,7 @@ func TestLabelledCountersFromZero(t *testing.T) {
 
 // TestSignalsCountedOnce: a signal narwhal acts on and one it only forwards are each one series.
 func TestSignalsCountedOnce(t *testing.T) {
-	b := board.New(1, 0)
+	b := status.New(1, 0)
 	b.CountSignal("SIGHUP")
 	b.CountSignal("SIGHUP")
 	b.CountSignal("SIGALRM")
@@ -82,8 +81,8 @@ func TestSignalsCountedOnce(t *testing.T) {
 // TestSlotFiguresFromTheBoard: memory and CPU per slot are the supervisor's figures; the
 // collector reads no /proc of its own.
 func TestSlotFiguresFromTheBoard(t *testing.T) {
-	b := board.New(1, 0)
-	b.Publish(&board.Snapshot{Mode: "pool", Workers: []board.Worker{
+	b := status.New(1, 0)
+	b.Publish(&status.Snapshot{Mode: "pool", Workers: []status.Worker{
 		{Slot: 0, PID: 10, Memory: 100}, {Slot: 0, PID: 11, Memory: 50}, {Slot: 1, PID: 12, Memory: 7},
 	}, SlotCPUSeconds: map[int]float64{0: 1.5, 1: 0.25}})
 	mfs := gather(t, b)
@@ -102,11 +101,11 @@ func TestSlotFiguresFromTheBoard(t *testing.T) {
 // TestContainerFigures: the container's memory and the accept-queue overflows come from the
 // board, and are absent where they could not be read.
 func TestContainerFigures(t *testing.T) {
-	b := board.New(1, 0)
+	b := status.New(1, 0)
 	if mfs := gather(t, b); mfs["narwhal_memory_limit_bytes"] != nil || mfs["narwhal_listen_overflows_total"] != nil {
 		t.Error("container figures exposed before anything read them")
 	}
-	b.Publish(&board.Snapshot{Mode: "pool", Container: proc.Container{
+	b.Publish(&status.Snapshot{Mode: "pool", Container: proc.Container{
 		Memory: proc.Memory{Limit: 512 << 20, WorkingSet: 100 << 20}, MemoryKnown: true,
 		ListenOverflows: 3, OverflowsKnown: true,
 	}})
@@ -131,7 +130,7 @@ func TestContainerFigures(t *testing.T) {
 // TestControlRefused: control socket clients refused for their uid are counted, from 0 at the
 // first scrape; the log only samples them.
 func TestControlRefused(t *testing.T) {
-	b := board.New(1, 0)
+	b := status.New(1, 0)
 	value := func() (float64, bool) {
 		mf := gather(t, b)["narwhal_control_refused_total"]
 		if mf == nil || len(mf.GetMetric()) != 1 {
@@ -146,5 +145,26 @@ func TestControlRefused(t *testing.T) {
 	b.CountControlRefused()
 	if v, ok := value(); v != 2 {
 		t.Errorf("narwhal_control_refused_total after 2 refusals = %v (present %v), want 2", v, ok)
+	}
+}
+
+// TestQueuesFromTheSnapshot: the accept-queue gauges are the loop's last reading, per listener;
+// a listener whose queue the kernel does not show has no series, and a backlog of 0 (a socket
+// narwhal does not own) none either.
+func TestQueuesFromTheSnapshot(t *testing.T) {
+	b := status.New(1, 0)
+	b.Publish(&status.Snapshot{Mode: "pool", Listeners: []status.Listener{
+		{Name: "web", Queued: 7, Backlog: 1024, QueueKnown: true},
+		{Name: "admin"},
+		{Name: "mine", Queued: 2, QueueKnown: true},
+	}})
+	mfs := gather(t, b)
+	queued := labelValues(mfs["narwhal_listener_queued_connections"], "listener")
+	backlog := labelValues(mfs["narwhal_listener_backlog"], "listener")
+	if len(queued) != 2 || queued["web"] != 7 || queued["mine"] != 2 {
+		t.Errorf("queued %v, want web 7 and mine 2", queued)
+	}
+	if len(backlog) != 1 || backlog["web"] != 1024 {
+		t.Errorf("backlog %v, want web 1024 alone", backlog)
 	}
 }

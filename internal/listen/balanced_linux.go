@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/narwhal-init/narwhal/config"
 	"golang.org/x/sys/unix"
@@ -20,9 +19,8 @@ type Balancer struct {
 	listen  config.Listeners
 	backlog int
 
-	mu     sync.Mutex // the metrics read the groups while the supervisor binds
-	groups []*group   // by listener; nil for a unix listener
-	shared []*Socket  // by listener; the unix listeners' sockets
+	groups []*group  // by listener; nil for a unix listener
+	shared []*Socket // by listener; the unix listeners' sockets
 	steer  steering
 }
 
@@ -113,8 +111,6 @@ func NewBalancer(ls config.Listeners, backlog int) (*Balancer, error) {
 
 // ForSlot returns slot's sockets, one per listener, binding those it lacks.
 func (b *Balancer) ForSlot(slot int) ([]*Socket, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	out := make([]*Socket, len(b.listen))
 	for i, g := range b.groups {
 		if g == nil {
@@ -142,8 +138,6 @@ func (b *Balancer) ForSlot(slot int) ([]*Socket, error) {
 // route steers each group's new connections to the live slots (those with a ready worker);
 // with none live, every slot takes its share and keeps it until a worker comes.
 func (b *Balancer) Route(live []int) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var errs []error
 	for _, g := range b.groups {
 		if g == nil {
@@ -166,8 +160,6 @@ func (b *Balancer) Route(live []int) error {
 
 // Inodes are every socket's, for the readiness detector.
 func (b *Balancer) Inodes() map[uint64]bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	out := map[uint64]bool{}
 	for i, g := range b.groups {
 		if g == nil {
@@ -183,8 +175,6 @@ func (b *Balancer) Inodes() map[uint64]bool {
 
 // queue sums listener name's accept queues over the slots.
 func (b *Balancer) Queue(name string) (queued, backlog int, ok bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	for i, l := range b.listen {
 		if l.Name != name {
 			continue
@@ -203,8 +193,6 @@ func (b *Balancer) Queue(name string) (queued, backlog int, ok bool) {
 
 // SlotQueued counts the connections waiting on slot's own sockets.
 func (b *Balancer) SlotQueued(slot int) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	n := 0
 	for _, g := range b.groups {
 		if g == nil || g.bySlot[slot] == nil {
@@ -219,8 +207,6 @@ func (b *Balancer) SlotQueued(slot int) int {
 
 // First is each listener's first socket, for the listener list and the log.
 func (b *Balancer) First() []*Socket {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	out := make([]*Socket, len(b.listen))
 	for i, g := range b.groups {
 		if g == nil {
@@ -233,8 +219,6 @@ func (b *Balancer) First() []*Socket {
 }
 
 func (b *Balancer) Close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	for i, g := range b.groups {
 		if g == nil {
 			if b.shared[i] != nil {

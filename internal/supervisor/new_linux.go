@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
-	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/command"
 	"github.com/narwhal-init/narwhal/internal/fit"
 	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/narwhal-init/narwhal/internal/worker"
 	"github.com/narwhal-init/narwhal/reaper"
 	"golang.org/x/sys/unix"
@@ -36,7 +36,7 @@ const capSysPtrace = 19
 // New checks COMMAND, binds the listeners and prepares the pool; nothing is started yet. A
 // COMMAND that cannot be found or run is an *Error with code 127 or 126, found before any
 // listener is bound.
-func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, b *board.Board) (*Supervisor, error) {
+func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, b *status.Board) (*Supervisor, error) {
 	if _, err := command.LookIn(argv[0], cfg.WorkerDir); err != nil {
 		var ce *command.Error
 		errors.As(err, &ce)
@@ -108,7 +108,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		scan:      proc.Host.Snapshot,
 		container: proc.Host.Container,
 		oomKills:  proc.Host.OOMKills,
-		queued:    s.queued,
+		queues:    s.listenerQueues,
 		parent:    proc.Host.PPID,
 	}
 	if bal != nil {
@@ -231,37 +231,34 @@ func signal(log *slog.Logger, pid int, sig syscall.Signal, group bool) bool {
 	return err == nil
 }
 
-func (s *Supervisor) listenerInfo() []board.Listener {
+// listenerQueues reads every listener's accept queue now: narwhal's own socket in inherit mode,
+// the sum over the slots' sockets in balanced mode, over the workers' sockets on the port in
+// reuseport mode.
+func (s *Supervisor) listenerQueues() []status.Listener {
 	if s.cfg.SocketMode == "reuseport" {
-		var out []board.Listener
+		var out []status.Listener
 		for _, l := range s.cfg.Listen {
-			out = append(out, board.Listener{Name: l.Name, Network: l.Network, Port: l.Port()})
+			ls := status.Listener{Name: l.Name, Network: l.Network, Port: l.Port()}
+			if ls.Port != 0 {
+				var n int
+				ls.Queued, n = proc.Host.ListenQueue(ls.Port)
+				ls.QueueKnown = n > 0
+			}
+			out = append(out, ls)
 		}
 		return out
 	}
-	out := make([]board.Listener, len(s.sockets))
+	out := make([]status.Listener, len(s.sockets))
 	for i, sock := range s.sockets {
-		out[i] = board.Listener{Name: sock.Name, Network: sock.Network, Inode: sock.Inode, Port: sock.Port()}
+		l := status.Listener{Name: sock.Name, Network: sock.Network, Port: sock.Port()}
+		if s.balanced != nil {
+			l.Queued, l.Backlog, l.QueueKnown = s.balanced.Queue(l.Name)
+		} else {
+			l.Queued, l.Backlog, l.QueueKnown = sock.Queue()
+		}
+		out[i] = l
 	}
 	return out
-}
-
-// Queue is the accept queue of listener l, for the metrics: narwhal's own socket in inherit mode,
-// the sum over the workers' sockets on the port in reuseport mode, over the slots' in balanced.
-func (s *Supervisor) Queue(l board.Listener) (queued, backlog int, ok bool) {
-	if s.balanced != nil {
-		return s.balanced.Queue(l.Name)
-	}
-	for _, sock := range s.sockets {
-		if sock.Name == l.Name {
-			return sock.Queue()
-		}
-	}
-	if l.Port == 0 {
-		return 0, 0, false
-	}
-	queued, n := proc.Host.ListenQueue(l.Port)
-	return queued, 0, n > 0
 }
 
 func removeVar(env []string, name string) []string {
@@ -272,15 +269,4 @@ func removeVar(env []string, name string) []string {
 		}
 	}
 	return out
-}
-
-// queued is whether any connection waits in a listener's accept queue now, for the dynamic
-// size; false with nothing to read (unix listeners).
-func (s *Supervisor) queued() bool {
-	for _, l := range s.listenerInfo() {
-		if n, _, ok := s.Queue(l); ok && n > 0 {
-			return true
-		}
-	}
-	return false
 }

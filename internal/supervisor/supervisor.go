@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
-	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/listen"
 	"github.com/narwhal-init/narwhal/internal/pool"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/ratelog"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/narwhal-init/narwhal/internal/watch"
 	"github.com/narwhal-init/narwhal/internal/worker"
 )
@@ -46,8 +46,8 @@ type env struct {
 	container func() proc.Container
 	// oomKills is the cgroup's count of OOM kills, false where it cannot be read.
 	oomKills func() (uint64, bool)
-	// queued reports whether a connection waits in a listener's accept queue now.
-	queued func() bool
+	// queues reads every listener's accept queue now.
+	queues func() []status.Listener
 	// accepting returns those of pids (starting workers) that snap shows waiting to accept.
 	accepting func(snap *proc.Snapshot, pids []int) []int
 	parent    func(pid int) (int, error)
@@ -66,7 +66,7 @@ type Supervisor struct {
 	log    *slog.Logger
 	env    env
 	m      *pool.Machine
-	board  *board.Board
+	board  *status.Board
 	events chan any
 
 	sockets  []*listen.Socket
@@ -99,11 +99,12 @@ type Supervisor struct {
 
 	restarted chan struct{} // with NARWHAL_WATCH: a rollout began by signal
 
-	lastScan time.Time
-	usage    map[int]proc.Usage // by worker PID, at the last scan
-	whole    proc.Container     // the container, at the last scan
-	cpu      *proc.CPULedger
-	dropped  ratelog.Limiter // warnings about dropped notify messages
+	lastScan  time.Time
+	listeners []status.Listener  // with their accept queues, at the last scan or sample
+	usage     map[int]proc.Usage // by worker PID, at the last scan
+	whole     proc.Container     // the container, at the last scan
+	cpu       *proc.CPULedger
+	dropped   ratelog.Limiter // warnings about dropped notify messages
 }
 
 type exitEvent struct{ pid, code int }
@@ -133,7 +134,7 @@ type startEvent struct{}
 type refreshEvent chan struct{}
 
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
-func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *board.Board, workers, maxWorkers int) *Supervisor {
+func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *status.Board, workers, maxWorkers int) *Supervisor {
 	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: proc.NewCPULedger(),
 		dropped:       ratelog.Limiter{Every: dropLogEvery},
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
@@ -366,7 +367,12 @@ func (s *Supervisor) retire(now time.Time) {
 // Nothing moves while the pool stops, or after SIGWINCH emptied it on purpose.
 func (s *Supervisor) resize(now time.Time) {
 	s.lastSample = now
-	s.scale.SampleQueue(now, s.env.queued())
+	s.readQueues()
+	waiting := false
+	for _, l := range s.listeners {
+		waiting = waiting || l.Queued > 0
+	}
+	s.scale.SampleQueue(now, waiting)
 	if s.m.Stopping() || s.m.Desired() == 0 {
 		return
 	}
@@ -414,6 +420,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		s.scale.SampleCPU(now, total)
 	}
 	s.whole = s.env.container()
+	s.readQueues()
 	s.noteOOMKills(now)
 	for _, pgid := range s.m.Leftovers() {
 		if !snap.HasGroup(pgid) {
@@ -490,6 +497,14 @@ func (s *Supervisor) keepBudget(now time.Time, workers []pool.Worker) {
 	}
 }
 
+// readQueues reads the listeners' accept queues, for the snapshot and the dynamic size: here,
+// in the loop, so that no reader calls into the sockets it owns.
+func (s *Supervisor) readQueues() {
+	if s.env.queues != nil {
+		s.listeners = s.env.queues()
+	}
+}
+
 // noteOOMKills takes the kills the cgroup has counted since the last look.
 func (s *Supervisor) noteOOMKills(now time.Time) {
 	if n, ok := s.env.oomKills(); ok && n > s.oomSeen {
@@ -515,14 +530,14 @@ func (s *Supervisor) publish() {
 	st := &s.m.Stats
 	s.board.Observe(st.ReadySeconds, st.RolloutSeconds)
 	st.ReadySeconds, st.RolloutSeconds = nil, nil
-	snap := &board.Snapshot{
+	snap := &status.Snapshot{
 		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
 		ReadyCount: s.m.Count(pool.Ready), Starts: st.Starts,
-		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listenerInfo(),
+		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listeners,
 		SlotCPUSeconds: s.cpu.Totals(), Container: s.whole,
 	}
 	for _, w := range s.m.Workers() {
-		snap.Workers = append(snap.Workers, board.Worker{
+		snap.Workers = append(snap.Workers, status.Worker{
 			Slot: w.Slot, PID: w.PID, Generation: w.Gen, State: w.State.String(), Started: w.Started,
 			Restarts: w.Restarts, Memory: s.usage[w.PID].RSSBytes,
 		})

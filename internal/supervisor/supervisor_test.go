@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/narwhal-init/narwhal/config"
-	"github.com/narwhal-init/narwhal/internal/board"
 	"github.com/narwhal-init/narwhal/internal/pool"
 	"github.com/narwhal-init/narwhal/internal/proc"
+	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/narwhal-init/narwhal/internal/watch"
 	"github.com/narwhal-init/narwhal/internal/worker"
 )
@@ -63,7 +63,13 @@ func (f *fakeEnv) env() env {
 			return proc.NewSnapshot(f.procs)
 		},
 		oomKills: func() (uint64, bool) { return f.oomKills, true },
-		queued:   func() bool { return f.waiting },
+		queues: func() []status.Listener {
+			l := status.Listener{Name: "listen0", Network: "tcp", Port: 8080, Backlog: 1024, QueueKnown: true}
+			if f.waiting {
+				l.Queued = 1
+			}
+			return []status.Listener{l}
+		},
 		container: func() proc.Container {
 			return proc.Container{Memory: proc.Memory{Limit: 1 << 30, WorkingSet: 1 << 20}, MemoryKnown: true}
 		},
@@ -131,7 +137,7 @@ func newSupervised(t *testing.T, vars ...string) *supervised {
 	if cfg.Ready != "auto" {
 		e.accepting = nil
 	}
-	s := newSupervisor(cfg, log, e, board.New(1, 0), cfg.Workers.Min, cfg.Workers.Max)
+	s := newSupervisor(cfg, log, e, status.New(1, 0), cfg.Workers.Min, cfg.Workers.Max)
 	return &supervised{Supervisor: s, f: f, log: &buf}
 }
 

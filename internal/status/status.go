@@ -1,14 +1,15 @@
-// Package board is where the supervising loop posts what it knows, for the readers that must
-// not touch its state: metrics, health endpoints and the control socket. The loop publishes a
-// whole snapshot after every event; readers only ever see a complete one. The things that flow
-// the other way are a liveness ping and a request for fresh usage figures, both answered by the
-// loop itself, and the drain flag.
-package board
+// Package status is what narwhal shows of itself: the loop posts a whole Snapshot on the Board
+// after every event, for the readers that must not touch its state (metrics, health endpoints,
+// the control socket), which only ever see a complete one. It also owns the vocabulary they
+// share: the signals narwhal acts on. What flows the other way is a liveness ping and a request
+// for fresh figures, both answered by the loop itself, and the drain flag.
+package status
 
 import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/proc"
@@ -25,12 +26,25 @@ type Worker struct {
 	Memory     int64     `json:"-"` // resident bytes of it and its descendants, at the last scan
 }
 
-// Listener is a socket whose accept queue the metrics report.
+// The signals narwhal acts on itself, beyond forwarding them (see docs/signals.md).
+var (
+	// StopSignals stop narwhal gracefully: init mode forwards them and turns unready; a pool
+	// stops its workers, and does not start after NARWHAL_PRE_START once one has come.
+	StopSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT}
+	// PoolSignals steer a pool: restart (HUP, USR2), scale (TTIN, TTOU, WINCH), reopen logs (USR1).
+	PoolSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGUSR1, syscall.SIGTTIN,
+		syscall.SIGTTOU, syscall.SIGWINCH}
+)
+
+// Listener is a listener and its accept queue, as the loop last read it.
 type Listener struct {
 	Name    string
 	Network string
-	Inode   uint64 // narwhal's own socket; 0 in reuseport mode, where workers own them
 	Port    int
+	// Queued and Backlog are its accept queue now and its size (0 when narwhal does not own
+	// the socket: reuseport mode); QueueKnown is false where the kernel does not say.
+	Queued, Backlog int
+	QueueKnown      bool
 }
 
 // Snapshot is the loop's state at one moment.
