@@ -14,19 +14,16 @@ import (
 	"syscall"
 
 	"github.com/narwhal-init/narwhal/config"
+	"github.com/narwhal-init/narwhal/internal/pool"
 	"github.com/narwhal-init/narwhal/internal/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Label values that always appear, so dashboards and alerts see zeros rather than nothing.
-var (
-	workerStates   = []string{"starting", "ready", "stopping"}
-	exitReasons    = []string{"crash", "oom", "stop", "watchdog", "memory", "lifetime", "ready_timeout"}
-	rolloutResults = []string{"completed", "aborted", "superseded"}
-	// actedOn are the signals narwhal does something with itself, counted from zero.
-	actedOn = signalNames(append(append([]syscall.Signal(nil), status.StopSignals...), status.PoolSignals...))
-)
+// actedOn are the signals narwhal does something with itself, counted from zero like every
+// labelled counter's values (pool.ExitReasons, pool.RolloutResults), so that dashboards and
+// alerts see zeros rather than nothing.
+var actedOn = signalNames(append(append([]syscall.Signal(nil), status.StopSignals...), status.PoolSignals...))
 
 func signalNames(sigs []syscall.Signal) []string {
 	out := make([]string, len(sigs))
@@ -120,15 +117,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, w := range s.Workers {
 		byState[w.State]++
 	}
-	for _, st := range workerStates {
-		gauge(c.workers, float64(byState[st]), st)
+	for _, st := range pool.States {
+		gauge(c.workers, float64(byState[st.String()]), st.String())
 	}
 	counter(c.starts, float64(s.Starts))
-	for _, r := range exitReasons {
+	for _, r := range pool.ExitReasons {
 		counter(c.exits, float64(s.Exits[r]), r)
 	}
 	gauge(c.generation, float64(s.Generation))
-	for _, r := range rolloutResults {
+	for _, r := range pool.RolloutResults {
 		counter(c.rollouts, float64(s.Rollouts[r]), r)
 	}
 	counter(c.orphansTotal, float64(c.orphans()))

@@ -37,6 +37,14 @@ const (
 	RolloutSuperseded = "superseded"
 )
 
+// The label values of narwhal_workers, narwhal_worker_exits_total and narwhal_rollouts_total:
+// every value each can take, so that the metrics expose each from the start.
+var (
+	States         = []State{Starting, Ready, Stopping}
+	ExitReasons    = []string{ReasonCrash, ReasonOOM, ReasonStop, ReasonWatchdog, ReasonMemory, ReasonLifetime, ReasonReadyTimeout}
+	RolloutResults = []string{RolloutCompleted, RolloutAborted, RolloutSuperseded}
+)
+
 // readyResetAfter is how long a worker must stay ready before its slot's crash backoff resets.
 const readyResetAfter = 30 * time.Second
 

@@ -29,9 +29,6 @@ const (
 	watchdogKill = 2 * time.Second
 	// dropLogEvery bounds the warnings about dropped notify messages to one per period.
 	dropLogEvery = 10 * time.Second
-	// oomWindow is how long an OOM kill counted in the cgroup may be claimed by a worker's
-	// SIGKILL exit; older ones were another process's (a worker's child).
-	oomWindow = 5 * time.Second
 )
 
 // env is the supervisor's world: its clock, what it does to processes, and what it reads of
@@ -93,9 +90,7 @@ type Supervisor struct {
 	// maxMemory and budget are NARWHAL_MAX_MEMORY and NARWHAL_MEMORY_BUDGET in bytes; 0 is off.
 	maxMemory, budget int64
 
-	// OOM kills counted by the cgroup and not yet claimed by a worker's exit.
-	oomSeen, oomPending uint64
-	oomAt               time.Time
+	oom pool.OOMLedger // OOM kills counted by the cgroup, not yet claimed by a worker's exit
 
 	restarted chan struct{} // with NARWHAL_WATCH: a rollout began by signal
 
@@ -208,7 +203,8 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	switch ev := ev.(type) {
 	case startEvent:
-		s.oomSeen, _ = s.env.oomKills() // earlier kills are not the pool's
+		n, _ := s.env.oomKills()
+		s.oom.Base(n)
 		s.m.Start(now)
 	case syscall.Signal:
 		s.signal(now, ev)
@@ -455,45 +451,27 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 }
 
 // keepBudget acts when the container's working set is over NARWHAL_MEMORY_BUDGET, before the
-// kernel's OOM killer would: it replaces the ready worker holding the most memory, replacement
-// first when the room left under the limit holds one more worker of the pool's median size,
-// otherwise stopping it first (a short dip in capacity beats an OOM kill of the container).
-// One worker at a time: nothing more while any worker starts or stops, since the figures are
-// moving.
+// kernel's OOM killer would (see pool.Budget). One worker at a time: nothing more while any
+// worker starts or stops, since the figures are moving.
 func (s *Supervisor) keepBudget(now time.Time, workers []pool.Worker) {
 	mem := s.whole.Memory
 	if s.budget == 0 || !s.whole.MemoryKnown || mem.WorkingSet <= s.budget ||
 		s.m.Count(pool.Starting)+s.m.Count(pool.Stopping) > 0 {
 		return
 	}
-	var sizes []int64
-	var largest pool.Worker
-	for _, w := range workers {
-		if w.State != pool.Ready {
-			continue
-		}
-		rss := s.usage[w.PID].RSSBytes
-		sizes = append(sizes, rss)
-		if largest.PID == 0 || rss > s.usage[largest.PID].RSSBytes {
-			largest = w
-		}
-	}
-	if largest.PID == 0 {
+	size := func(w pool.Worker) int64 { return s.usage[w.PID].RSSBytes }
+	b, ok := pool.ChooseBudget(workers, size, mem.Limit-mem.WorkingSet)
+	if !ok {
 		return
 	}
-	slices.Sort(sizes)
-	median, room := sizes[len(sizes)/2], mem.Limit-mem.WorkingSet
-	action := "replace"
-	if room < median {
-		action = "stop first"
-	}
+	action := map[bool]string{false: "replace", true: "stop first"}[b.StopFirst]
 	s.log.Warn("container memory over NARWHAL_MEMORY_BUDGET; replacing the largest worker", "event", "memory_budget",
-		"slot", largest.Slot, "pid", largest.PID, "generation", largest.Gen, "bytes", s.usage[largest.PID].RSSBytes,
-		"working_set", mem.WorkingSet, "budget", s.budget, "limit", mem.Limit, "median", median, "action", action)
-	if action == "replace" {
-		s.m.Replace(now, largest.PID, pool.ReasonMemory)
+		"slot", b.Worker.Slot, "pid", b.Worker.PID, "generation", b.Worker.Gen, "bytes", b.Bytes,
+		"working_set", mem.WorkingSet, "budget", s.budget, "limit", mem.Limit, "median", b.Median, "action", action)
+	if b.StopFirst {
+		s.m.Recycle(now, b.Worker.PID, pool.ReasonMemory)
 	} else {
-		s.m.Recycle(now, largest.PID, pool.ReasonMemory)
+		s.m.Replace(now, b.Worker.PID, pool.ReasonMemory)
 	}
 }
 
@@ -507,22 +485,15 @@ func (s *Supervisor) readQueues() {
 
 // noteOOMKills takes the kills the cgroup has counted since the last look.
 func (s *Supervisor) noteOOMKills(now time.Time) {
-	if n, ok := s.env.oomKills(); ok && n > s.oomSeen {
-		s.oomPending += n - s.oomSeen
-		s.oomSeen, s.oomAt = n, now
+	if n, ok := s.env.oomKills(); ok {
+		s.oom.Note(now, n)
 	}
 }
 
-// oomKilled reports whether an exit with code was the kernel OOM killer's: a SIGKILL (narwhal's
-// own have a reason already) while the cgroup's count of OOM kills has risen in the last few
-// seconds. Each counted kill explains one exit.
+// oomKilled reports whether an exit with code was the kernel OOM killer's (see pool.OOMLedger).
 func (s *Supervisor) oomKilled(now time.Time, code int) bool {
 	s.noteOOMKills(now)
-	if code != 128+int(syscall.SIGKILL) || s.oomPending == 0 || now.Sub(s.oomAt) > oomWindow {
-		return false
-	}
-	s.oomPending--
-	return true
+	return s.oom.Claim(now, code)
 }
 
 // publish posts the machine's state to the board for metrics, health and the control socket.
