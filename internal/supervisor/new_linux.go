@@ -202,14 +202,17 @@ func (s *Supervisor) start(r *reaper.Reaper, sp worker.Starter, slot, gen int) (
 		stdout, stderr := output.Std()
 		out = output.Follow(string(s.cfg.WorkerOutput), output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.Stdout, pipes.Stderr, stdout, stderr)
 	}
-	go func() {
+	s.owned.Go(func() {
 		ex := <-exited
 		if out != nil {
 			out.Drain(drainTimeout)
 		}
-		s.events <- exitEvent{pid: pid, code: ex.Code()}
-	}()
-	go worker.ReadPipe(pipes.Notify, pid, s.events)
+		select {
+		case s.events <- exitEvent{pid: pid, code: ex.Code()}:
+		case <-s.done:
+		}
+	})
+	s.owned.Go(func() { worker.ReadPipe(pipes.Notify, pid, s.done, s.events) })
 	return pid, nil
 }
 

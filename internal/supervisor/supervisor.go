@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,6 +95,12 @@ type Supervisor struct {
 
 	restarted chan struct{} // with NARWHAL_WATCH: a rollout began by signal
 
+	// owned are the goroutines Run started; done is closed when Run returns, after which none
+	// of them sends on events. failed: a part of the pool failed, so the exit code is 1.
+	owned  sync.WaitGroup
+	done   chan struct{}
+	failed bool
+
 	lastScan  time.Time
 	listeners []status.Listener  // with their accept queues, at the last scan or sample
 	usage     map[int]proc.Usage // by worker PID, at the last scan
@@ -122,6 +129,24 @@ const retireMin = 1500 * time.Millisecond
 // stopEvent is the context's end: a graceful stop, as SIGTERM.
 type stopEvent struct{}
 
+// failedEvent is a part of the pool that stopped working (the notify socket).
+type failedEvent struct{ err error }
+
+// ownedWait bounds Run's wait, at its end, for the goroutines it owns.
+const ownedWait = time.Second
+
+// waitTimeout waits for wg at most d, and reports whether it was done.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // startEvent is the first pass.
 type startEvent struct{}
 
@@ -130,7 +155,7 @@ type refreshEvent chan struct{}
 
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
 func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *status.Board, workers, maxWorkers int) *Supervisor {
-	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), cpu: proc.NewCPULedger(),
+	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), done: make(chan struct{}), cpu: proc.NewCPULedger(),
 		dropped:       ratelog.Limiter{Every: dropLogEvery},
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
 	p := pool.Params{
@@ -155,16 +180,35 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *status.Board,
 // Run starts the pool and supervises it until a graceful stop ends (a stop signal, or ctx's
 // end), and returns narwhal's exit code: 0 when every worker stopped within
 // NARWHAL_STOP_TIMEOUT, 1 otherwise.
+//
+// Run owns every goroutine it starts (the notify reader, the file watcher, each worker's exit
+// waiter and notify pipe reader): when it returns, none of them sends to it any more, and it has
+// waited for them, up to ownedWait for a pipe that a worker's leftover still holds open.
 func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
-	defer s.close()
+	watching, stopWatching := context.WithCancel(ctx)
+	defer func() {
+		close(s.done)
+		stopWatching()
+		s.close()
+		if !waitTimeout(&s.owned, ownedWait) {
+			s.log.Warn("a worker's exit or notify pipe was still outstanding at exit", "event", "exit")
+		}
+	}()
 	if s.notify != nil {
-		go s.notify.Run(s.events)
+		s.owned.Go(func() {
+			if err := s.notify.Run(s.done, s.events); err != nil {
+				select {
+				case s.events <- failedEvent{err}:
+				case <-s.done:
+				}
+			}
+		})
 	}
 	if len(s.cfg.Watch) > 0 {
-		watching, stop := context.WithCancel(ctx)
-		defer stop()
 		s.restarted = make(chan struct{}, 1)
-		go watch.Run(watching, s.log, s.cfg.Watch, s.cfg.WatchDelay.D(), watch.MaxEntries, s.events, s.restarted)
+		s.owned.Go(func() {
+			watch.Run(watching, s.log, s.cfg.Watch, s.cfg.WatchDelay.D(), watch.MaxEntries, s.events, s.restarted)
+		})
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -177,6 +221,9 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 			close(r)
 		}
 		if done, code := s.m.Done(); done {
+			if s.failed {
+				code = 1
+			}
 			return code
 		}
 		timer.Reset(wake.Sub(s.env.now())) // from the pass's end: a slow scan does not delay the wake
@@ -225,6 +272,12 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		}
 	case stopEvent:
 		s.retiring = nil
+		s.m.Stop(now)
+	case failedEvent:
+		// A part of the pool that failed ends narwhal as a failed metrics server or control
+		// socket does: the workers stop gracefully, and narwhal exits 1.
+		s.failed = true
+		s.log.Error("a part of narwhal failed; stopping", "event", "failed", "error", ev.err.Error())
 		s.m.Stop(now)
 	case refreshEvent:
 		s.lastScan = time.Time{}

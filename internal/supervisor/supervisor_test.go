@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -871,5 +872,19 @@ func TestOverlongNotifyLineDropped(t *testing.T) {
 	}
 	if s.state(w) != pool.Ready {
 		t.Error("READY=1 after an over-long line did not make the worker ready")
+	}
+}
+
+// TestFailedPartStopsThePool: a part of the pool that fails (the notify socket) stops the pool
+// gracefully and makes the exit code 1, as a failed metrics server does; it is not only logged.
+func TestFailedPartStopsThePool(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.at(t0, startEvent{})
+	s.at(t0, failedEvent{errors.New("notify socket: read: broken")})
+	if !s.m.Stopping() || !s.failed {
+		t.Fatalf("after a failed part: stopping %v, failed %v; want both", s.m.Stopping(), s.failed)
+	}
+	if !strings.Contains(s.log.String(), `"event":"failed"`) {
+		t.Errorf("the failure was not logged:\n%s", s.log.String())
 	}
 }

@@ -54,18 +54,25 @@ func ListenNotify() (*NotifySocket, error) {
 
 // Run reads datagrams until the socket is closed. A datagram without credentials has sender 0,
 // which matches no worker.
-func (n *NotifySocket) Run(out chan<- any) {
+//
+// It returns nil once the socket is closed or done is, and the error of a read that failed
+// otherwise: a socket that cannot be read is a part of narwhal that failed.
+func (n *NotifySocket) Run(done <-chan struct{}, out chan<- any) error {
 	buf := make([]byte, MaxNotify+1)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
 		nb, noob, _, _, err := n.conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
+		switch {
+		case errors.Is(err, net.ErrClosed):
+			return nil
+		case err != nil:
+			return fmt.Errorf("notify socket: %w", err)
 		}
-		out <- Message{Sender: credPID(oob[:noob]), Text: string(buf[:nb])}
+		select {
+		case out <- Message{Sender: credPID(oob[:noob]), Text: string(buf[:nb])}:
+		case <-done:
+			return nil
+		}
 	}
 }
 
@@ -87,9 +94,18 @@ func (n *NotifySocket) Close() { n.conn.Close() }
 // ReadPipe forwards each line a worker writes to its NARWHAL_NOTIFY_FD, until every holder of
 // the write end has closed it (the worker and its descendants have exited). The pipe stays open
 // whatever the worker writes: closing it early would kill the worker with SIGPIPE at its next
-// message. A line over MaxNotify is dropped, as an over-long datagram is.
-func ReadPipe(r *os.File, worker int, out chan<- any) {
+// message. A line over MaxNotify is dropped, as an over-long datagram is. Once done is closed
+// nothing more is sent.
+func ReadPipe(r *os.File, worker int, done <-chan struct{}, out chan<- any) {
 	defer r.Close()
+	send := func(line []byte) bool {
+		select {
+		case out <- Message{Sender: worker, FromPipe: true, Text: string(line)}:
+			return true
+		case <-done:
+			return false
+		}
+	}
 	// One byte more than a message, so that a full buffer without a newline means too long.
 	br := bufio.NewReaderSize(r, MaxNotify+1)
 	for {
@@ -97,14 +113,17 @@ func ReadPipe(r *os.File, worker int, out chan<- any) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// Its first MaxNotify+1 bytes go on, for ParseNotify to refuse as too long and the
 			// supervisor to report (rate-limited); the rest is skipped without being kept.
-			out <- Message{Sender: worker, FromPipe: true, Text: string(line)}
+			if !send(line) {
+				return
+			}
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
 		} else if len(line) > 0 {
 			// CRLF is still accepted, as bufio.ScanLines accepted it before.
-			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-			out <- Message{Sender: worker, FromPipe: true, Text: string(line)}
+			if !send(bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))) {
+				return
+			}
 		}
 		if err != nil {
 			return

@@ -21,7 +21,7 @@ func startPipe(t *testing.T) (*os.File, <-chan any, <-chan struct{}) {
 	// Buffered, so that the reader never waits on a test that is still writing.
 	out := make(chan any, 16)
 	done := make(chan struct{})
-	go func() { ReadPipe(r, pipeWorker, out); close(done) }()
+	go func() { ReadPipe(r, pipeWorker, make(chan struct{}), out); close(done) }()
 	t.Cleanup(func() {
 		w.Close()
 		select {
