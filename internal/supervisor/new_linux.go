@@ -98,36 +98,36 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if cfg.Workers.Auto() {
 		log.Info("NARWHAL_WORKERS="+cfg.Workers.String(), "event", "config", "workers", min, "max", max, "reason", why)
 	}
-	s := newSupervisor(cfg, log, env{}, b, min, max)
-	s.sockets, s.balanced, s.notify = sockets, bal, ns
-	s.maxMemory, s.budget = maxMemory, budget
-	s.env = env{
+	in := newInbox()
+	w := &world{
 		now:       time.Now,
-		spawn:     func(slot, gen int) (int, error) { return s.start(r, sp, slot, gen) },
+		spawn:     func(slot, gen int) (int, error) { return in.start(r, sp, string(cfg.WorkerOutput), slot, gen) },
 		signal:    func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
 		scan:      proc.Host.Snapshot,
 		container: proc.Host.Container,
 		oomKills:  proc.Host.OOMKills,
-		queues:    s.listenerQueues,
+		queues:    func() []status.Listener { return listenerQueues(cfg, sockets, bal) },
 		parent:    proc.Host.PPID,
 	}
 	if bal != nil {
-		s.env.route, s.env.slotQueued = bal.Route, bal.SlotQueued
+		w.route, w.slotQueued = bal.Route, bal.SlotQueued
 	}
 	if boot := worker.NewBootPriority(); boot != nil {
-		s.env.spawn = func(slot, gen int) (int, error) {
-			pid, err := s.start(r, sp, slot, gen)
+		start := w.spawn
+		w.spawn = func(slot, gen int) (int, error) {
+			pid, err := start(slot, gen)
 			if err == nil {
 				boot.Booting(pid)
 			}
 			return pid, err
 		}
-		s.env.ready = boot.Serving
+		w.ready = boot.Serving
 	}
+	readyByNotify := false
 	if cfg.Ready == "auto" {
-		s.env.accepting = acceptDetector(sockets, bal, cfg.Listen, reuseport)
+		w.accepting = acceptDetector(sockets, bal, cfg.Listen, reuseport)
 		if cred != nil && int(cred.Uid) != os.Getuid() && !proc.Host.HasCapability(capSysPtrace) {
-			s.readyByNotify, s.env.accepting = true, nil // its fds cannot be read: no point looking
+			readyByNotify, w.accepting = true, nil // its fds cannot be read: no point looking
 			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
 				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
 				"event", "config", "uid", cred.Uid)
@@ -150,6 +150,10 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		log.Info("balanced: one SO_REUSEPORT socket per slot; "+bal.Guarantee(), "event", "config",
 			"steering", bal.Steering())
 	}
+	s := newSupervisor(cfg, log, w, in, b, min, max)
+	s.sockets, s.balanced, s.notify = sockets, bal, ns
+	s.maxMemory, s.budget = maxMemory, budget
+	s.readyByNotify = s.readyByNotify || readyByNotify
 	return s, nil
 }
 
@@ -188,7 +192,7 @@ func acceptDetector(sockets []*listen.Socket, bal *listen.Balancer, ls config.Li
 // and the lines of its notify pipe come back to the loop as events. With NARWHAL_WORKER_OUTPUT
 // json or text, its exit comes back only once its last lines are written (or after
 // drainTimeout, while narwhal's own output stays blocked).
-func (s *Supervisor) start(r *reaper.Reaper, sp worker.Starter, slot, gen int) (int, error) {
+func (in *inbox) start(r *reaper.Reaper, sp worker.Starter, outputMode string, slot, gen int) (int, error) {
 	var pipes worker.Pipes
 	pid, exited, err := r.Start(func() (pid int, err error) {
 		pid, pipes, err = sp.Start(slot, gen)
@@ -200,19 +204,19 @@ func (s *Supervisor) start(r *reaper.Reaper, sp worker.Starter, slot, gen int) (
 	var out *output.Worker
 	if pipes.Stdout != nil {
 		stdout, stderr := output.Std()
-		out = output.Follow(string(s.cfg.WorkerOutput), output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.Stdout, pipes.Stderr, stdout, stderr)
+		out = output.Follow(outputMode, output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.Stdout, pipes.Stderr, stdout, stderr)
 	}
-	s.owned.Go(func() {
+	in.owned.Go(func() {
 		ex := <-exited
 		if out != nil {
 			out.Drain(drainTimeout)
 		}
 		select {
-		case s.events <- exitEvent{pid: pid, code: ex.Code()}:
-		case <-s.done:
+		case in.events <- exitEvent{pid: pid, code: ex.Code()}:
+		case <-in.done:
 		}
 	})
-	s.owned.Go(func() { worker.ReadPipe(pipes.Notify, pid, s.done, s.events) })
+	in.owned.Go(func() { worker.ReadPipe(pipes.Notify, pid, in.done, in.events) })
 	return pid, nil
 }
 
@@ -237,10 +241,10 @@ func signal(log *slog.Logger, pid int, sig syscall.Signal, group bool) bool {
 // listenerQueues reads every listener's accept queue now: narwhal's own socket in inherit mode,
 // the sum over the slots' sockets in balanced mode, over the workers' sockets on the port in
 // reuseport mode.
-func (s *Supervisor) listenerQueues() []status.Listener {
-	if s.cfg.SocketMode == "reuseport" {
+func listenerQueues(cfg *config.Config, sockets []*listen.Socket, bal *listen.Balancer) []status.Listener {
+	if cfg.SocketMode == "reuseport" {
 		var out []status.Listener
-		for _, l := range s.cfg.Listen {
+		for _, l := range cfg.Listen {
 			ls := status.Listener{Name: l.Name, Network: l.Network, Port: l.Port()}
 			if ls.Port != 0 {
 				var n int
@@ -251,11 +255,11 @@ func (s *Supervisor) listenerQueues() []status.Listener {
 		}
 		return out
 	}
-	out := make([]status.Listener, len(s.sockets))
-	for i, sock := range s.sockets {
+	out := make([]status.Listener, len(sockets))
+	for i, sock := range sockets {
 		l := status.Listener{Name: sock.Name, Network: sock.Network, Port: sock.Port()}
-		if s.balanced != nil {
-			l.Queued, l.Backlog, l.QueueKnown = s.balanced.Queue(l.Name)
+		if bal != nil {
+			l.Queued, l.Backlog, l.QueueKnown = bal.Queue(l.Name)
 		} else {
 			l.Queued, l.Backlog, l.QueueKnown = sock.Queue()
 		}

@@ -32,9 +32,10 @@ const (
 	dropLogEvery = 10 * time.Second
 )
 
-// env is the supervisor's world: its clock, what it does to processes, and what it reads of
-// them. New builds the real one; tests build their own and drive pass event by event.
-type env struct {
+// world is everything the supervisor does to and reads of the world outside it: its clock,
+// what it does to processes, and what it reads of them. It is the Machine's Effects too. New
+// builds the real one; tests build their own and drive pass event by event.
+type world struct {
 	now    func() time.Time
 	spawn  func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
 	ready  func(pid int)                    // pid serves now; nil when nothing is to be done
@@ -60,12 +61,12 @@ type env struct {
 // messages and the clock arrive as events; each is one pass of its loop, at one instant: the
 // event, the machine's timers, a read of /proc when one is due, and a snapshot for the readers.
 type Supervisor struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	env    env
-	m      *pool.Machine
-	board  *status.Board
-	events chan any
+	cfg   *config.Config
+	log   *slog.Logger
+	world *world
+	m     *pool.Machine
+	board *status.Board
+	*inbox
 
 	sockets  []*listen.Socket
 	balanced *listen.Balancer // NARWHAL_SOCKET_MODE=balanced
@@ -95,11 +96,7 @@ type Supervisor struct {
 
 	restarted chan struct{} // with NARWHAL_WATCH: a rollout began by signal
 
-	// owned are the goroutines Run started; done is closed when Run returns, after which none
-	// of them sends on events. failed: a part of the pool failed, so the exit code is 1.
-	owned  sync.WaitGroup
-	done   chan struct{}
-	failed bool
+	failed bool // a part of the pool failed, so the exit code is 1
 
 	lastScan  time.Time
 	listeners []status.Listener  // with their accept queues, at the last scan or sample
@@ -154,8 +151,8 @@ type startEvent struct{}
 type refreshEvent chan struct{}
 
 // newSupervisor wires a supervisor over e; New adds the sockets and the real world.
-func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *status.Board, workers, maxWorkers int) *Supervisor {
-	s := &Supervisor{cfg: cfg, log: log, env: e, board: b, events: make(chan any, 64), done: make(chan struct{}), cpu: proc.NewCPULedger(),
+func newSupervisor(cfg *config.Config, log *slog.Logger, w *world, in *inbox, b *status.Board, workers, maxWorkers int) *Supervisor {
+	s := &Supervisor{cfg: cfg, log: log, world: w, inbox: in, board: b, cpu: proc.NewCPULedger(),
 		dropped:       ratelog.Limiter{Every: dropLogEvery},
 		readyByNotify: cfg.Ready == "notify" || (cfg.Ready == "auto" && len(cfg.Listen) == 0)}
 	p := pool.Params{
@@ -173,7 +170,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, e env, b *status.Board,
 		s.scale = pool.NewScaler(cfg.ScaleUpAfter.D(), cfg.ScaleDownAfter.D())
 	}
 	s.maxMemory, _ = cfg.MaxMemory.Of(0) // a size; New resolves shares against the cgroup
-	s.m = pool.NewMachine(p, (*effects)(&s.env), log)
+	s.m = pool.NewMachine(p, w, log)
 	return s
 }
 
@@ -215,7 +212,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 	cancelled := ctx.Done() // set to nil once acted on: a closed channel is always ready
 	var ev any = startEvent{}
 	for {
-		now := s.env.now()
+		now := s.world.now()
 		wake := s.pass(now, ev)
 		if r, ok := ev.(refreshEvent); ok {
 			close(r)
@@ -226,7 +223,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 			}
 			return code
 		}
-		timer.Reset(wake.Sub(s.env.now())) // from the pass's end: a slow scan does not delay the wake
+		timer.Reset(wake.Sub(s.world.now())) // from the pass's end: a slow scan does not delay the wake
 		select {
 		case sig := <-sigs:
 			ev = sig.(syscall.Signal)
@@ -250,7 +247,7 @@ func (s *Supervisor) Run(ctx context.Context, sigs <-chan os.Signal) int {
 func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	switch ev := ev.(type) {
 	case startEvent:
-		n, _ := s.env.oomKills()
+		n, _ := s.world.oomKills()
 		s.oom.Base(n)
 		s.m.Start(now)
 	case syscall.Signal:
@@ -318,7 +315,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 // With none ready, they go to the slots the pool is filling, or to slot 0, which every size
 // fills first (after SIGWINCH): never to a slot that may stay empty.
 func (s *Supervisor) route() {
-	if s.env.route == nil {
+	if s.world.route == nil {
 		return
 	}
 	var live []int
@@ -338,7 +335,7 @@ func (s *Supervisor) route() {
 	if s.routed && slices.Equal(live, s.live) {
 		return
 	}
-	if err := s.env.route(live); err != nil {
+	if err := s.world.route(live); err != nil {
 		// Tried again at the next pass; logged once until it works.
 		if !s.routeErr {
 			s.routeErr = true
@@ -358,7 +355,7 @@ func (s *Supervisor) target() int { return s.m.Desired() - len(s.retiring) }
 // would otherwise wait for the slot's next worker; see retire. A second step down retires the
 // next slot beside the first.
 func (s *Supervisor) scaleDown(now time.Time, why ...any) {
-	if s.env.slotQueued == nil || (len(s.retiring) == 0 && s.m.Desired() <= 1) {
+	if s.world.slotQueued == nil || (len(s.retiring) == 0 && s.m.Desired() <= 1) {
 		s.m.ScaleDown(now, why...)
 		return
 	}
@@ -398,7 +395,7 @@ func (s *Supervisor) retire(now time.Time) {
 		if now.Before(r.since.Add(retireMin)) {
 			return
 		}
-		if n := s.env.slotQueued(r.slot); n > 0 {
+		if n := s.world.slotQueued(r.slot); n > 0 {
 			if !r.warned && !now.Before(r.since.Add(s.cfg.StopTimeout.D())) {
 				r.warned = true
 				s.log.Warn("scale-down waits: connections still queued on the slot; its worker keeps accepting them",
@@ -436,7 +433,7 @@ func (s *Supervisor) resize(now time.Time) {
 // scanInterval is detectEvery while /proc has something urgent to show (a starting worker to
 // see accept, leftovers to see gone), scanEvery otherwise.
 func (s *Supervisor) scanInterval() time.Duration {
-	if (s.env.accepting != nil && s.m.Count(pool.Starting) > 0) || len(s.m.Leftovers()) > 0 {
+	if (s.world.accepting != nil && s.m.Count(pool.Starting) > 0) || len(s.m.Leftovers()) > 0 {
 		return detectEvery
 	}
 	return scanEvery
@@ -446,8 +443,8 @@ func (s *Supervisor) scanInterval() time.Duration {
 // readiness by accept, NARWHAL_MAX_MEMORY, leftover groups, and the usage figures.
 func (s *Supervisor) scanProcesses(now time.Time) {
 	s.lastScan = now
-	snap := s.env.scan()
-	seen := s.env.now() // when the table was read, maybe well after the pass began
+	snap := s.world.scan()
+	seen := s.world.now() // when the table was read, maybe well after the pass began
 	if seen.Before(now) {
 		seen = now
 	}
@@ -468,7 +465,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		}
 		s.scale.SampleCPU(now, total)
 	}
-	s.whole = s.env.container()
+	s.whole = s.world.container()
 	s.readQueues()
 	s.noteOOMKills(now)
 	for _, pgid := range s.m.Leftovers() {
@@ -476,7 +473,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 			s.m.LeftoverGone(pgid)
 		}
 	}
-	if s.env.accepting != nil {
+	if s.world.accepting != nil {
 		var starting []int
 		for _, w := range workers {
 			if w.State == pool.Starting {
@@ -486,7 +483,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		if len(starting) > 0 {
 			// Ready when the table that shows it accepting was read: a worker started in this
 			// very pass was not ready at the pass's start.
-			for _, pid := range s.env.accepting(snap, starting) {
+			for _, pid := range s.world.accepting(snap, starting) {
 				s.m.MarkReady(seen, pid)
 			}
 		}
@@ -531,14 +528,14 @@ func (s *Supervisor) keepBudget(now time.Time, workers []pool.Worker) {
 // readQueues reads the listeners' accept queues, for the snapshot and the dynamic size: here,
 // in the loop, so that no reader calls into the sockets it owns.
 func (s *Supervisor) readQueues() {
-	if s.env.queues != nil {
-		s.listeners = s.env.queues()
+	if s.world.queues != nil {
+		s.listeners = s.world.queues()
 	}
 }
 
 // noteOOMKills takes the kills the cgroup has counted since the last look.
 func (s *Supervisor) noteOOMKills(now time.Time) {
-	if n, ok := s.env.oomKills(); ok {
+	if n, ok := s.world.oomKills(); ok {
 		s.oom.Note(now, n)
 	}
 }
@@ -648,7 +645,7 @@ func (s *Supervisor) workerOf(pid int) int {
 		if slices.Contains(workers, pid) {
 			return pid
 		}
-		ppid, err := s.env.parent(pid)
+		ppid, err := s.world.parent(pid)
 		if err != nil {
 			return 0
 		}
@@ -667,18 +664,28 @@ func (s *Supervisor) close() {
 	}
 }
 
-// effects carries out the machine's decisions through the env.
-type effects env
+// Spawn, Signal and Ready carry out the machine's decisions (pool.Effects).
+func (w *world) Spawn(slot, gen int) (int, time.Time, error) {
+	pid, err := w.spawn(slot, gen)
+	return pid, w.now(), err
+}
 
-func (e *effects) Spawn(slot, gen int) (int, time.Time, error) {
-	pid, err := e.spawn(slot, gen)
-	return pid, e.now(), err
+func (w *world) Signal(pid int, sig syscall.Signal, group bool) bool {
+	return w.signal(pid, sig, group)
 }
-func (e *effects) Signal(pid int, sig syscall.Signal, group bool) bool {
-	return e.signal(pid, sig, group)
-}
-func (e *effects) Ready(pid int) {
-	if e.ready != nil {
-		e.ready(pid)
+
+func (w *world) Ready(pid int) {
+	if w.ready != nil {
+		w.ready(pid)
 	}
 }
+
+// inbox is where the loop's events arrive, and the goroutines that send them, which the loop
+// owns: done is closed when Run returns, after which none of them sends any more.
+type inbox struct {
+	events chan any
+	done   chan struct{}
+	owned  sync.WaitGroup
+}
+
+func newInbox() *inbox { return &inbox{events: make(chan any, 64), done: make(chan struct{})} }

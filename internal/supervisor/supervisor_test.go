@@ -29,9 +29,9 @@ type signalCall struct {
 	group bool
 }
 
-// fakeEnv is the supervisor's world in a test: a clock the test moves, spawns that only count,
+// fakeWorld is the supervisor's world in a test: a clock the test moves, spawns that only count,
 // a process table the test writes, and accept detection that reports what the test says.
-type fakeEnv struct {
+type fakeWorld struct {
 	now       time.Time
 	next      int
 	spawned   []int
@@ -45,8 +45,8 @@ type fakeEnv struct {
 	waiting   bool         // a connection waits in an accept queue
 }
 
-func (f *fakeEnv) env() env {
-	return env{
+func (f *fakeWorld) world() *world {
+	return &world{
 		now: func() time.Time { return f.now },
 		spawn: func(slot, gen int) (int, error) {
 			f.next++
@@ -92,7 +92,7 @@ func (f *fakeEnv) env() env {
 	}
 }
 
-func (f *fakeEnv) signalled(pid int, sig syscall.Signal) bool {
+func (f *fakeWorld) signalled(pid int, sig syscall.Signal) bool {
 	for _, s := range f.signals {
 		if s.pid == pid && s.sig == sig {
 			return true
@@ -121,24 +121,24 @@ func testConfig(t *testing.T, vars ...string) *config.Config {
 	return cfg
 }
 
-// supervised is a supervisor over a fakeEnv, whose log lines the test can read.
+// supervised is a supervisor over a fakeWorld, whose log lines the test can read.
 type supervised struct {
 	*Supervisor
-	f   *fakeEnv
+	f   *fakeWorld
 	log *bytes.Buffer
 }
 
 func newSupervised(t *testing.T, vars ...string) *supervised {
 	t.Helper()
 	cfg := testConfig(t, vars...)
-	f := &fakeEnv{now: t0, procs: map[int]proc.Stat{}, accepting: map[int]bool{}, parents: map[int]int{}, groups: map[int]bool{}}
+	f := &fakeWorld{now: t0, procs: map[int]proc.Stat{}, accepting: map[int]bool{}, parents: map[int]int{}, groups: map[int]bool{}}
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := f.env()
+	e := f.world()
 	if cfg.Ready != "auto" {
 		e.accepting = nil
 	}
-	s := newSupervisor(cfg, log, e, status.New(1, 0), cfg.Workers.Min, cfg.Workers.Max)
+	s := newSupervisor(cfg, log, e, newInbox(), status.New(1, 0), cfg.Workers.Min, cfg.Workers.Max)
 	return &supervised{Supervisor: s, f: f, log: &buf}
 }
 
@@ -391,9 +391,9 @@ func TestLeftoverGroupSeenGone(t *testing.T) {
 // stop, and Run returns the pool's exit code once the workers are reaped.
 func TestRunStopsOnContext(t *testing.T) {
 	s := newSupervised(t, "WORKERS=2", "READY=notify")
-	s.env.now = time.Now
-	inner := s.env.signal
-	s.env.signal = func(pid int, sig syscall.Signal, group bool) bool {
+	s.world.now = time.Now
+	inner := s.world.signal
+	s.world.signal = func(pid int, sig syscall.Signal, group bool) bool {
 		if sig == syscall.SIGTERM && !group {
 			go func() { s.events <- exitEvent{pid: pid, code: 0} }()
 		}
@@ -417,7 +417,7 @@ func TestRunStopsOnContext(t *testing.T) {
 // the worker accept (no listener of its own): gunicorn's master sends it before its workers
 // have loaded the app, so where narwhal can watch the socket, it waits to see the accept.
 func TestReadyMessageInAuto(t *testing.T) {
-	s := newSupervised(t, "WORKERS=1", "LISTEN=127.0.0.1:8080") // never bound: the env is fake
+	s := newSupervised(t, "WORKERS=1", "LISTEN=127.0.0.1:8080") // never bound: the world is fake
 	s.at(t0, startEvent{})
 	pid := s.f.spawned[0]
 	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
@@ -509,7 +509,7 @@ func TestMemoryBudget(t *testing.T) {
 			s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
 			s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: int64(50*(i+1)<<20) / page}
 		}
-		s.env.container = func() proc.Container {
+		s.world.container = func() proc.Container {
 			return proc.Container{Memory: proc.Memory{Limit: 1000 << 20, WorkingSet: tc.workingSet}, MemoryKnown: true}
 		}
 		largest := s.f.spawned[2]
@@ -599,7 +599,7 @@ func TestWatchedChangeRestarts(t *testing.T) {
 func TestRouteFollowsReadyWorkers(t *testing.T) {
 	s := newSupervised(t, "WORKERS=3", "READY=notify")
 	var routes [][]int
-	s.env.route = func(live []int) error { routes = append(routes, live); return nil }
+	s.world.route = func(live []int) error { routes = append(routes, live); return nil }
 	last := func() []int { return routes[len(routes)-1] }
 	check := func(what string, want ...int) {
 		t.Helper()
@@ -642,8 +642,8 @@ func TestScaleDownDrainsTheSlot(t *testing.T) {
 	s := newSupervised(t, "WORKERS=3", "READY=notify", "STOP_TIMEOUT=2s")
 	var routes [][]int
 	queued := map[int]int{}
-	s.env.route = func(live []int) error { routes = append(routes, live); return nil }
-	s.env.slotQueued = func(slot int) int { return queued[slot] }
+	s.world.route = func(live []int) error { routes = append(routes, live); return nil }
+	s.world.slotQueued = func(slot int) int { return queued[slot] }
 	s.at(t0, startEvent{})
 	for _, pid := range s.f.spawned {
 		s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
@@ -709,7 +709,7 @@ func TestRouteRetriedAfterAFailure(t *testing.T) {
 	s := newSupervised(t, "WORKERS=2", "READY=notify")
 	fail := true
 	var routes [][]int
-	s.env.route = func(live []int) error {
+	s.world.route = func(live []int) error {
 		if fail {
 			return syscall.ENOMEM
 		}
@@ -764,14 +764,14 @@ func TestManualStepHoldsAWindow(t *testing.T) {
 // returned, and its readiness when the process table that showed it was read.
 func TestReadySecondsFromTheWorkersOwnStart(t *testing.T) {
 	s := newSupervised(t, "WORKERS=2")
-	spawn, scan := s.env.spawn, s.env.scan
-	s.env.spawn = func(slot, gen int) (int, error) {
+	spawn, scan := s.world.spawn, s.world.scan
+	s.world.spawn = func(slot, gen int) (int, error) {
 		s.f.now = s.f.now.Add(30 * time.Millisecond) // a fork and exec take time
 		pid, err := spawn(slot, gen)
 		s.f.accepting[pid] = true // and the worker is quick to listen
 		return pid, err
 	}
-	s.env.scan = func() *proc.Snapshot {
+	s.world.scan = func() *proc.Snapshot {
 		s.f.now = s.f.now.Add(10 * time.Millisecond) // so does reading /proc
 		return scan()
 	}
@@ -804,8 +804,8 @@ func TestScaleDownNotCutShort(t *testing.T) {
 			s := newSupervised(t, "WORKERS=3", "READY=notify", "STOP_TIMEOUT=2s")
 			queued := map[int]int{}
 			var routes [][]int
-			s.env.route = func(live []int) error { routes = append(routes, live); return nil }
-			s.env.slotQueued = func(slot int) int { return queued[slot] }
+			s.world.route = func(live []int) error { routes = append(routes, live); return nil }
+			s.world.slotQueued = func(slot int) int { return queued[slot] }
 			now := t0
 			step := func(d time.Duration, ev any) {
 				now = now.Add(d)
