@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -72,6 +73,9 @@ type Config struct {
 
 	// Pool is true when NARWHAL_WORKERS or NARWHAL_LISTEN is set.
 	Pool bool `ignored:"true"`
+	// Credential is NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP resolved (names looked up
+	// once, here); nil when neither is set: workers run as narwhal does.
+	Credential *syscall.Credential `ignored:"true"`
 }
 
 // Error is an invalid environment: narwhal exits 78 (EX_CONFIG) and starts nothing.
@@ -185,13 +189,9 @@ func (c *Config) validate() error {
 	if err := c.checkMetricsAddr(); err != nil {
 		return err
 	}
-	if err := checkIdentity(c.WorkerUser, "WORKER_USER", user.Lookup); err != nil {
-		return err
-	}
-	return checkIdentity(c.WorkerGroup, "WORKER_GROUP", func(name string) (*user.User, error) {
-		_, err := user.LookupGroup(name)
-		return nil, err
-	})
+	var err error
+	c.Credential, err = credential(c.WorkerUser, c.WorkerGroup)
+	return err
 }
 
 // CheckMinReady rejects a NARWHAL_MIN_READY above most, the most workers the pool can reach
@@ -236,21 +236,59 @@ func (c *Config) EffectiveMetricsAddr() string {
 	return string(c.MetricsAddr)
 }
 
-// checkIdentity accepts a number, or a name that the image's /etc/passwd or /etc/group knows.
-func checkIdentity(v, name string, lookup func(string) (*user.User, error)) error {
-	if v == "" {
-		return nil
+// credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP: a number needs no
+// /etc/passwd; a name must be one the image knows. A user without a group runs with the user's
+// primary group (a number: gid = uid), a group without a user as narwhal's own uid.
+func credential(usr, group string) (*syscall.Credential, error) {
+	if usr == "" && group == "" {
+		return nil, nil
 	}
+	c := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
+	if usr != "" {
+		uid, gid, err := identity(usr, "WORKER_USER", func(name string) (string, string, error) {
+			u, err := user.Lookup(name)
+			if err != nil {
+				return "", "", err
+			}
+			return u.Uid, u.Gid, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.Uid, c.Gid = uid, gid
+	}
+	if group != "" {
+		gid, _, err := identity(group, "WORKER_GROUP", func(name string) (string, string, error) {
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return "", "", err
+			}
+			return g.Gid, g.Gid, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.Gid = gid
+	}
+	return c, nil
+}
+
+// identity resolves v, a number or a name that lookup knows, to an ID and its primary group's
+// (for a number, the number twice).
+func identity(v, name string, lookup func(string) (id, primary string, err error)) (uint32, uint32, error) {
 	if n, err := strconv.Atoi(v); err == nil {
 		if n < 0 || n > 1<<31-2 {
-			return &Error{Prefix + "_" + name, v, "want a name or a number from 0 to 2147483646"}
+			return 0, 0, &Error{Prefix + "_" + name, v, "want a name or a number from 0 to 2147483646"}
 		}
-		return nil
+		return uint32(n), uint32(n), nil
 	}
-	if _, err := lookup(v); err != nil {
-		return &Error{Prefix + "_" + name, v, "unknown name (" + err.Error() + "); want a name the image knows, or a number"}
+	id, primary, err := lookup(v)
+	if err != nil {
+		return 0, 0, &Error{Prefix + "_" + name, v, "unknown name (" + err.Error() + "); want a name the image knows, or a number"}
 	}
-	return nil
+	a, _ := strconv.ParseUint(id, 10, 32)
+	b, _ := strconv.ParseUint(primary, 10, 32)
+	return uint32(a), uint32(b), nil
 }
 
 // Mode is "pool" or "init".

@@ -241,6 +241,7 @@ func TestLoadReadsEveryKind(t *testing.T) {
 		LogFormat:       "json",
 		LogLevel:        "debug",
 		Pool:            true,
+		Credential:      &syscall.Credential{Uid: 65534, Gid: 0, Groups: []uint32{}},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load() =\n%+v\nwant\n%+v", *c, *want)

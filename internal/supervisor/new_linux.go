@@ -50,10 +50,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
-	cred, err := worker.Credential(cfg.WorkerUser, cfg.WorkerGroup)
-	if err != nil {
-		return nil, &Error{Code: 78, Err: err}
-	}
+	cred := cfg.Credential
 	self, err := os.Executable()
 	if err != nil {
 		return nil, &Error{Code: 1, Err: fmt.Errorf("find narwhal's own executable for the LISTEN_PID shim: %w", err)}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -162,41 +161,6 @@ func (s *Exec) Start(slot, gen int) (pid int, pipes Pipes, err error) {
 		return 0, pipes, fmt.Errorf("start %s: %w", s.Argv[0], err)
 	}
 	return pid, pipes, nil
-}
-
-// Credential resolves NARWHAL_WORKER_USER and NARWHAL_WORKER_GROUP; numbers need no
-// /etc/passwd. A user without a group runs with the user's primary group, or gid = uid.
-func Credential(usr, group string) (*syscall.Credential, error) {
-	if usr == "" && group == "" {
-		return nil, nil
-	}
-	c := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: []uint32{}}
-	if usr != "" {
-		if n, err := strconv.ParseUint(usr, 10, 32); err == nil {
-			c.Uid, c.Gid = uint32(n), uint32(n)
-		} else {
-			u, err := user.Lookup(usr)
-			if err != nil {
-				return nil, fmt.Errorf("NARWHAL_WORKER_USER: %w", err)
-			}
-			uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-			gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-			c.Uid, c.Gid = uint32(uid), uint32(gid)
-		}
-	}
-	if group != "" {
-		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
-			c.Gid = uint32(n)
-		} else {
-			g, err := user.LookupGroup(group)
-			if err != nil {
-				return nil, fmt.Errorf("NARWHAL_WORKER_GROUP: %w", err)
-			}
-			gid, _ := strconv.ParseUint(g.Gid, 10, 32)
-			c.Gid = uint32(gid)
-		}
-	}
-	return c, nil
 }
 
 // Shim is narwhal running as ShimArg0: it sets LISTEN_PID to its own PID and becomes argv.
