@@ -54,7 +54,7 @@ type Config struct {
 	RestartDelay    Duration `env:"RESTART_DELAY" split_words:"true" default:"100ms" type:"duration" desc:"first delay before restarting a crashed worker; doubles per crash"`
 	RestartDelayMax Duration `env:"RESTART_DELAY_MAX" split_words:"true" default:"30s" type:"duration" desc:"longest delay between restarts of a crashing worker"`
 	WorkerTimeout   Duration `env:"WORKER_TIMEOUT" split_words:"true" default:"0" type:"duration" desc:"watchdog: a ready worker silent (no WATCHDOG=1) this long gets SIGABRT, then SIGKILL 2s later; 0 is off"`
-	MaxMemory       Memory   `env:"MAX_MEMORY" split_words:"true" default:"0" type:"size|share" desc:"replace a worker whose resident memory (with descendants) exceeds this, e.g. 512Mi, or a share of the container's memory limit such as 20%; 0 is off"`
+	MaxMemory       Memory   `env:"MAX_MEMORY" split_words:"true" default:"0" type:"size|share" desc:"replace a worker whose proportional memory (PSS, with descendants) exceeds this, e.g. 512Mi, or a share of the container's memory limit such as 20%; 0 is off"`
 	MemoryBudget    Share    `env:"MEMORY_BUDGET" split_words:"true" default:"0" type:"share" desc:"when the container's working set goes over this share of its memory limit (e.g. 90%), replace the worker holding the most memory before the OOM killer acts; 0 is off"`
 	MaxLifetime     Duration `env:"MAX_LIFETIME" split_words:"true" default:"0" type:"duration" desc:"replace a worker after this long, plus up to 10% random, e.g. 6h; 0 is off"`
 	MinReady        Int      `env:"MIN_READY" split_words:"true" default:"1" type:"count" desc:"ready workers needed for /readyz to answer 200"`

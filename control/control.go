@@ -19,6 +19,7 @@ package control
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,7 +98,7 @@ func StatusOf(b *status.Board) Status {
 		st.Workers = append(st.Workers, Worker{
 			Worker:        w,
 			UptimeSeconds: now.Sub(w.Started).Seconds(),
-			MemoryBytes:   w.Memory,
+			MemoryBytes:   cmp.Or(w.Proportional, w.Resident),
 		})
 	}
 	return st

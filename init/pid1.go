@@ -214,7 +214,9 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 	readUsage := func() {
 		tree := proc.Host.Snapshot()
 		cpu.Observe(tree, map[int]int{pid: 0})
-		snap.Workers[0].Memory = tree.Usage(pid).RSSBytes
+		snap.Workers[0].Resident = tree.Usage(pid).RSSBytes
+		shares := proc.Host.Shares(tree.Tree(pid))
+		snap.Workers[0].Proportional, snap.SharesKnown = shares.Proportional, shares.Known
 		snap.SlotCPUSeconds = cpu.Totals()
 		snap.Container = proc.Host.Container()
 	}

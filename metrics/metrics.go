@@ -44,7 +44,7 @@ type Collector struct {
 	rolloutSeconds prometheus.Histogram
 
 	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
-	ready, draining, queued, backlog, memory, cpu, memoryLimit, workingSet, overflows, refused *prometheus.Desc
+	ready, draining, queued, backlog, memory, proportional, merged, cpu, memoryLimit, workingSet, overflows, refused *prometheus.Desc
 }
 
 // New returns the collector; orphans reads the reaper's count.
@@ -76,11 +76,15 @@ func New(b *status.Board, orphans func() uint64, version string) *Collector {
 		queued:       d("listener_queued_connections", "Connections waiting in a listener's accept queue now.", "listener"),
 		backlog:      d("listener_backlog", "A listener's accept queue size.", "listener"),
 		memory:       d("worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants.", "slot"),
-		memoryLimit:  d("memory_limit_bytes", "The container's memory limit, from its cgroup; 0 when it has none."),
-		workingSet:   d("memory_working_set_bytes", "The container's memory use less inactive file cache, what the kubelet evicts by."),
-		overflows:    d("listen_overflows_total", "Connections the kernel dropped because an accept queue was full, in narwhal's network namespace."),
-		cpu:          d("worker_cpu_seconds_total", "CPU time of every process a slot has run: its workers and their descendants.", "slot"),
-		refused:      d("control_refused_total", "Control socket clients refused: neither narwhal's uid nor root."),
+		proportional: d("worker_proportional_memory_bytes",
+			"Proportional memory (PSS) of a slot's worker and its descendants: each shared page counted as a share.", "slot"),
+		merged: d("worker_merged_memory_bytes",
+			"Memory of a slot's worker and its descendants in pages ksmd merged (NARWHAL_MEMORY_MERGE).", "slot"),
+		memoryLimit: d("memory_limit_bytes", "The container's memory limit, from its cgroup; 0 when it has none."),
+		workingSet:  d("memory_working_set_bytes", "The container's memory use less inactive file cache, what the kubelet evicts by."),
+		overflows:   d("listen_overflows_total", "Connections the kernel dropped because an accept queue was full, in narwhal's network namespace."),
+		cpu:         d("worker_cpu_seconds_total", "CPU time of every process a slot has run: its workers and their descendants.", "slot"),
+		refused:     d("control_refused_total", "Control socket clients refused: neither narwhal's uid nor root."),
 	}
 }
 
@@ -93,7 +97,7 @@ func Registry(c *Collector) *prometheus.Registry {
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.desired, c.workers, c.starts, c.exits, c.generation,
-		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.cpu,
+		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.proportional, c.merged, c.cpu,
 		c.memoryLimit, c.workingSet, c.overflows, c.refused} {
 		ch <- d
 	}
@@ -162,12 +166,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	// Per slot: every process in it (a replacement and the worker it replaces both count).
-	mem := map[int]int64{}
+	mem, pss, merged := map[int]int64{}, map[int]int64{}, map[int]int64{}
 	for _, w := range s.Workers {
-		mem[w.Slot] += w.Memory
+		mem[w.Slot] += w.Resident
+		pss[w.Slot] += w.Proportional
+		merged[w.Slot] += w.Merged
 	}
 	for _, slot := range slices.Sorted(maps.Keys(mem)) {
-		gauge(c.memory, float64(mem[slot]), strconv.Itoa(slot))
+		label := strconv.Itoa(slot)
+		gauge(c.memory, float64(mem[slot]), label)
+		if s.SharesKnown {
+			gauge(c.proportional, float64(pss[slot]), label)
+		}
+		if s.MemoryMerge {
+			gauge(c.merged, float64(merged[slot]), label)
+		}
 	}
 	for _, slot := range slices.Sorted(maps.Keys(s.SlotCPUSeconds)) {
 		counter(c.cpu, s.SlotCPUSeconds[slot], strconv.Itoa(slot))

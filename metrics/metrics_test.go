@@ -83,8 +83,8 @@ func TestSignalsCountedOnce(t *testing.T) {
 func TestSlotFiguresFromTheBoard(t *testing.T) {
 	b := status.New(1, 0)
 	b.Publish(&status.Snapshot{Mode: "pool", Workers: []status.Worker{
-		{Slot: 0, PID: 10, Memory: 100}, {Slot: 0, PID: 11, Memory: 50}, {Slot: 1, PID: 12, Memory: 7},
-	}, SlotCPUSeconds: map[int]float64{0: 1.5, 1: 0.25}})
+		{Slot: 0, PID: 10, Resident: 100, Proportional: 40}, {Slot: 0, PID: 11, Resident: 50, Proportional: 20}, {Slot: 1, PID: 12, Resident: 7, Proportional: 3},
+	}, SlotCPUSeconds: map[int]float64{0: 1.5, 1: 0.25}, SharesKnown: true})
 	mfs := gather(t, b)
 	mem := map[string]float64{}
 	for _, m := range mfs["narwhal_worker_resident_memory_bytes"].GetMetric() {
@@ -92,6 +92,12 @@ func TestSlotFiguresFromTheBoard(t *testing.T) {
 	}
 	if mem["0"] != 150 || mem["1"] != 7 {
 		t.Errorf("memory by slot %v, want 0: 150 (both processes of the slot), 1: 7", mem)
+	}
+	if pss := labelValues(mfs["narwhal_worker_proportional_memory_bytes"], "slot"); pss["0"] != 60 || pss["1"] != 3 {
+		t.Errorf("proportional memory by slot %v, want 0: 60, 1: 3", pss)
+	}
+	if _, ok := mfs["narwhal_worker_merged_memory_bytes"]; ok {
+		t.Error("merged memory shown without NARWHAL_MEMORY_MERGE")
 	}
 	if cpu := labelValues(mfs["narwhal_worker_cpu_seconds_total"], "slot"); cpu["0"] != 1.5 || cpu["1"] != 0.25 {
 		t.Errorf("cpu by slot %v, want 0: 1.5, 1: 0.25", cpu)

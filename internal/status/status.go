@@ -23,7 +23,11 @@ type Worker struct {
 	State      string    `json:"state"`
 	Started    time.Time `json:"-"`
 	Restarts   int       `json:"restarts"`
-	Memory     int64     `json:"-"` // resident bytes of it and its descendants, at the last scan
+	// Resident is the resident memory of it and its descendants at the last scan; Proportional
+	// their PSS, each shared page counted as a share (0 when unknown); Merged what ksmd merged.
+	Resident     int64 `json:"-"`
+	Proportional int64 `json:"-"`
+	Merged       int64 `json:"-"`
 }
 
 // The signals narwhal acts on itself, beyond forwarding them (see docs/signals.md).
@@ -62,6 +66,9 @@ type Snapshot struct {
 	Rollouts map[string]int // by result
 	// SlotCPUSeconds is each slot's CPU time so far, every process it ever ran included.
 	SlotCPUSeconds map[int]float64
+	// SharesKnown: the workers' proportional memory could be read; MemoryMerge: workers are
+	// marked for same-page merging (NARWHAL_MEMORY_MERGE), so what ksmd merged is shown.
+	SharesKnown, MemoryMerge bool
 	// Container is the container's memory and accept-queue overflows, at the last look.
 	Container proc.Container
 }

@@ -26,6 +26,9 @@ const (
 	// scanEvery is how often /proc is read otherwise: memory limits, leftovers, and the figures
 	// that metrics and --status show.
 	scanEvery = time.Second
+	// sharesEvery is how often the workers' proportional memory is read: smaps_rollup walks
+	// every page table, which costs far more than stat (see bench/pss.sh).
+	sharesEvery = 2 * time.Second
 	// watchdogKill is the time between the watchdog's SIGABRT and SIGKILL.
 	watchdogKill = 2 * time.Second
 	// dropLogEvery bounds the warnings about dropped notify messages to one per period.
@@ -41,6 +44,8 @@ type world struct {
 	ready  func(pid int)                    // pid serves now; nil when nothing is to be done
 	signal func(pid int, sig syscall.Signal, group bool) bool
 	scan   func() *proc.Snapshot
+	// shares reads the proportional and merged memory of pids (smaps_rollup), every sharesEvery.
+	shares func(pids []int) proc.Shares
 	// container reads the container's memory and accept-queue overflows, with each scan.
 	container func() proc.Container
 	// oomKills is the cgroup's count of OOM kills, false where it cannot be read.
@@ -101,9 +106,12 @@ type Supervisor struct {
 	lastScan  time.Time
 	listeners []status.Listener  // with their accept queues, at the last scan or sample
 	usage     map[int]proc.Usage // by worker PID, at the last scan
-	whole     proc.Container     // the container, at the last scan
-	cpu       *proc.CPULedger
-	dropped   ratelog.Limiter // warnings about dropped notify messages
+	// shares are each worker's proportional and merged memory, by PID, read every sharesEvery.
+	shares     map[int]proc.Shares
+	lastShares time.Time
+	whole      proc.Container // the container, at the last scan
+	cpu        *proc.CPULedger
+	dropped    ratelog.Limiter // warnings about dropped notify messages
 }
 
 type exitEvent struct{ pid, code int }
@@ -255,7 +263,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	case exitEvent:
 		if s.oomKilled(now, ev.code) {
 			// The figures a reader needs to size the limit or the budget, from the last scan.
-			s.m.Exited(now, ev.pid, ev.code, true, "rss_bytes", s.usage[ev.pid].RSSBytes,
+			s.m.Exited(now, ev.pid, ev.code, true, "rss_bytes", s.usage[ev.pid].RSSBytes, "pss_bytes", s.shares[ev.pid].Proportional,
 				"memory_limit_bytes", s.whole.Memory.Limit, "memory_working_set_bytes", s.whole.Memory.WorkingSet)
 		} else {
 			s.m.Exited(now, ev.pid, ev.code, false)
@@ -277,7 +285,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		s.log.Error("a part of narwhal failed; stopping", "event", "failed", "error", ev.err.Error())
 		s.m.Stop(now)
 	case refreshEvent:
-		s.lastScan = time.Time{}
+		s.lastScan, s.lastShares = time.Time{}, time.Time{}
 	}
 	s.m.Tick(now)
 	s.retire(now)
@@ -458,6 +466,13 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		roots[w.PID] = w.Slot
 	}
 	s.cpu.Observe(snap, roots)
+	if s.world.shares != nil && (s.lastShares.IsZero() || !now.Before(s.lastShares.Add(sharesEvery))) {
+		s.lastShares = now
+		s.shares = make(map[int]proc.Shares, len(workers))
+		for _, w := range workers {
+			s.shares[w.PID] = s.world.shares(snap.Tree(w.PID))
+		}
+	}
 	if s.scale != nil {
 		total := 0.0
 		for _, secs := range s.cpu.Totals() {
@@ -490,14 +505,24 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	}
 	if limit := s.maxMemory; limit > 0 {
 		for _, w := range workers {
-			if rss := s.usage[w.PID].RSSBytes; w.State == pool.Ready && rss > limit {
+			if bytes := s.memoryOf(w.PID); w.State == pool.Ready && bytes > limit {
 				s.log.Info("worker over NARWHAL_MAX_MEMORY", "event", "memory", "slot", w.Slot, "pid", w.PID,
-					"generation", w.Gen, "bytes", rss, "limit", limit)
+					"generation", w.Gen, "bytes", bytes, "limit", limit)
 				s.m.Replace(now, w.PID, pool.ReasonMemory)
 			}
 		}
 	}
 	s.keepBudget(now, workers)
+}
+
+// memoryOf is the memory pid holds for NARWHAL_MAX_MEMORY and the budget: its proportional
+// memory (PSS) with its descendants, so that pages shared with siblings or a template are not
+// counted in full by each; its resident memory where that cannot be read.
+func (s *Supervisor) memoryOf(pid int) int64 {
+	if sh, ok := s.shares[pid]; ok && sh.Known {
+		return sh.Proportional
+	}
+	return s.usage[pid].RSSBytes
 }
 
 // keepBudget acts when the container's working set is over NARWHAL_MEMORY_BUDGET, before the
@@ -509,7 +534,7 @@ func (s *Supervisor) keepBudget(now time.Time, workers []pool.Worker) {
 		s.m.Count(pool.Starting)+s.m.Count(pool.Stopping) > 0 {
 		return
 	}
-	size := func(w pool.Worker) int64 { return s.usage[w.PID].RSSBytes }
+	size := func(w pool.Worker) int64 { return s.memoryOf(w.PID) }
 	b, ok := pool.ChooseBudget(workers, size, mem.Limit-mem.WorkingSet)
 	if !ok {
 		return
@@ -560,8 +585,10 @@ func (s *Supervisor) publish() {
 	for _, w := range s.m.Workers() {
 		snap.Workers = append(snap.Workers, status.Worker{
 			Slot: w.Slot, PID: w.PID, Generation: w.Gen, State: w.State.String(), Started: w.Started,
-			Restarts: w.Restarts, Memory: s.usage[w.PID].RSSBytes,
+			Restarts: w.Restarts, Resident: s.usage[w.PID].RSSBytes,
+			Proportional: s.shares[w.PID].Proportional, Merged: s.shares[w.PID].Merged,
 		})
+		snap.SharesKnown = snap.SharesKnown || s.shares[w.PID].Known
 	}
 	s.board.Publish(snap)
 }

@@ -318,8 +318,33 @@ func TestMaxMemoryFromTheScan(t *testing.T) {
 	if s.f.signalled(pid, syscall.SIGTERM) {
 		t.Error("the worker was stopped before its replacement was ready")
 	}
-	if got := s.board.Snapshot().Workers[0].Memory; got != 120<<20 {
+	if got := s.board.Snapshot().Workers[0].Resident; got != 120<<20 {
 		t.Errorf("board memory %d, want %d", got, 120<<20)
+	}
+}
+
+// TestMaxMemoryIsProportional: NARWHAL_MAX_MEMORY and --status go by proportional memory where
+// it can be read: a worker whose resident memory is over the limit only because it shares pages
+// (with a template, with siblings) is left alone; one whose share is over it is replaced.
+func TestMaxMemoryIsProportional(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify", "MAX_MEMORY=100Mi")
+	pss := int64(50 << 20)
+	s.world.shares = func(pids []int) proc.Shares { return proc.Shares{Proportional: pss, Known: true} }
+	s.at(t0, startEvent{})
+	pid := s.f.spawned[0]
+	s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
+	s.f.procs[pid] = proc.Stat{PPID: 1, PGRP: pid, RSSPages: (120 << 20) / int64(os.Getpagesize())}
+	s.at(t0.Add(scanEvery), nil)
+	if len(s.f.spawned) != 1 {
+		t.Fatal("a worker with 120 MiB resident but a 50 MiB share was replaced for NARWHAL_MAX_MEMORY=100Mi")
+	}
+	if w := s.board.Snapshot().Workers[0]; w.Proportional != pss || w.Resident != 120<<20 {
+		t.Errorf("board: proportional %d, resident %d; want %d, %d", w.Proportional, w.Resident, pss, 120<<20)
+	}
+	pss = 150 << 20
+	s.at(t0.Add(scanEvery+sharesEvery), nil)
+	if len(s.f.spawned) != 2 {
+		t.Errorf("a worker whose share is 150 MiB over a 100 MiB limit: spawned %d, want its replacement", len(s.f.spawned))
 	}
 }
 
@@ -453,7 +478,7 @@ func TestRefreshReadsNow(t *testing.T) {
 	if s.f.scans != scans+1 {
 		t.Fatalf("%d scans for a refresh, want 1", s.f.scans-scans)
 	}
-	if got := s.board.Snapshot().Workers[0].Memory; got != 10*page {
+	if got := s.board.Snapshot().Workers[0].Resident; got != 10*page {
 		t.Errorf("published memory %d after the refresh, want %d", got, 10*page)
 	}
 }
