@@ -60,3 +60,13 @@ func ParseRollup(text string) (pss int64, ok bool) {
 	}
 	return 0, false
 }
+
+// KSMRunning reports whether the host's ksmd merges pages (/sys/kernel/mm/ksm/run is 1), and
+// whether that could be read at all.
+func (fs FS) KSMRunning() (running, known bool) {
+	text, err := fs.read("/sys/kernel/mm/ksm/run")
+	if err != nil {
+		return false, false
+	}
+	return strings.TrimSpace(text) == "1", true
+}

@@ -833,3 +833,58 @@ func TestBootAtLowerPriority(t *testing.T) {
 		t.Fatalf("ready worker at nice %d, want narwhal's %d", nice(), base)
 	}
 }
+
+// TestMemoryMerge: with NARWHAL_MEMORY_MERGE every worker is marked for same-page merging, with
+// listeners (through the LISTEN_PID shim) and without; narwhal says at start whether ksmd runs.
+// Without it, no worker is marked.
+func TestMemoryMerge(t *testing.T) {
+	e2e.Require(t)
+	if _, err := os.Stat("/proc/self/ksm_stat"); err != nil {
+		t.Skip("this kernel has no /proc/PID/ksm_stat (Linux 6.4 and later)")
+	}
+	marked := func(pid int) bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/ksm_stat", pid))
+		return strings.Contains(string(b), "ksm_merge_any: yes")
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		cmd  []string
+		want bool
+	}{
+		{"listeners", []string{"NARWHAL_MEMORY_MERGE=true"}, e2e.Example(t, "go"), true},
+		{"no listener", []string{"NARWHAL_MEMORY_MERGE=1", "NARWHAL_READY=delay", "NARWHAL_READY_DELAY=100ms"}, []string{"sleep", "60"}, true},
+		{"off", nil, e2e.Example(t, "go"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p *e2e.Proc
+			if tc.name == "no listener" {
+				p = e2e.Start(t, e2e.Options{Env: append([]string{"NARWHAL_WORKERS=2", "NARWHAL_METRICS_ADDR=off"}, tc.env...)}, tc.cmd...)
+			} else {
+				p, _ = pool(t, append([]string{"NARWHAL_WORKERS=2"}, tc.env...), tc.cmd...)
+			}
+			waitEvents(t, p, "ready", 2)
+			workers := e2e.Children(p.PID)
+			if len(workers) != 2 {
+				t.Fatalf("%d workers, want 2", len(workers))
+			}
+			for _, w := range workers {
+				// Ready by a delay may come before the LISTEN_PID shim (race-built here) has
+				// become the worker's COMMAND.
+				exec := func() bool {
+					b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", w))
+					return strings.TrimSpace(string(b)) != "narwhal"
+				}
+				if !e2e.Eventually(timeout, exec) {
+					t.Fatalf("worker %d did not become its command", w)
+				}
+				if marked(w) != tc.want {
+					t.Errorf("worker %d marked for merging: %v, want %v", w, marked(w), tc.want)
+				}
+			}
+			if said := strings.Contains(p.Stderr(), `"ksm":"`); said != tc.want {
+				t.Errorf("narwhal said whether ksmd runs: %v, want %v:\n%s", said, tc.want, p.Stderr())
+			}
+		})
+	}
+}

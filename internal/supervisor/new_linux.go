@@ -87,6 +87,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	sp := &worker.Exec{
 		Argv: argv, Self: self, Sockets: sockets, Balanced: bal, Reuseport: reuseport,
 		Dir: cfg.WorkerDir, Cred: cred, Notify: ns.Addr, Env: environ, Output: string(cfg.WorkerOutput),
+		MemoryMerge: cfg.MemoryMerge,
 	}
 	if cfg.WorkerTimeout > 0 {
 		sp.Watchdog = strconv.FormatInt(cfg.WorkerTimeout.D().Microseconds(), 10)
@@ -131,6 +132,9 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 				"event", "config", "uid", cred.Uid)
 		}
 	}
+	if cfg.MemoryMerge {
+		logMemoryMerge(log)
+	}
 	if proc.Host.OOMGroup() {
 		log.Warn("memory.oom.group is set: one worker's OOM kill ends every process in the container, narwhal "+
 			"included; keep workers within the memory limit (NARWHAL_MAX_MEMORY)", "event", "config")
@@ -153,6 +157,27 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	s.maxMemory, s.budget = maxMemory, budget
 	s.readyByNotify = s.readyByNotify || readyByNotify
 	return s, nil
+}
+
+// logMemoryMerge says at start what NARWHAL_MEMORY_MERGE will do here: mark the workers, and
+// whether the node's ksmd will merge anything.
+func logMemoryMerge(log *slog.Logger) {
+	if !worker.MemoryMergeSupported() {
+		log.Warn("NARWHAL_MEMORY_MERGE: this kernel lacks PR_SET_MEMORY_MERGE (Linux 6.4 and later); workers are not marked",
+			"event", "config")
+		return
+	}
+	switch running, known := proc.Host.KSMRunning(); {
+	case running:
+		log.Info("NARWHAL_MEMORY_MERGE: workers are marked for same-page merging, and the node's ksmd runs",
+			"event", "config", "ksm", "running")
+	case known:
+		log.Warn("NARWHAL_MEMORY_MERGE: workers are marked for same-page merging, but the node's ksmd does not run "+
+			"(/sys/kernel/mm/ksm/run is not 1): nothing will merge until the node enables it", "event", "config", "ksm", "stopped")
+	default:
+		log.Warn("NARWHAL_MEMORY_MERGE: workers are marked for same-page merging; whether the node's ksmd runs "+
+			"cannot be read here (/sys/kernel/mm/ksm/run)", "event", "config", "ksm", "unknown")
+	}
 }
 
 // acceptDetector picks what counts as accepting: in inherit mode, waiting on a passed listener;

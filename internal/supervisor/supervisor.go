@@ -580,7 +580,7 @@ func (s *Supervisor) publish() {
 		Mode: "pool", Generation: s.m.Generation(), Desired: s.m.Desired(), Stopping: s.m.Stopping(),
 		ReadyCount: s.m.Count(pool.Ready), Starts: st.Starts,
 		Exits: copyMap(st.Exits), Rollouts: copyMap(st.Rollouts), Listeners: s.listeners,
-		SlotCPUSeconds: s.cpu.Totals(), Container: s.whole,
+		SlotCPUSeconds: s.cpu.Totals(), Container: s.whole, MemoryMerge: s.cfg.MemoryMerge,
 	}
 	for _, w := range s.m.Workers() {
 		snap.Workers = append(snap.Workers, status.Worker{

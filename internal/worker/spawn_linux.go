@@ -33,6 +33,8 @@ type Exec struct {
 	Watchdog  string // WATCHDOG_USEC, empty when off
 	Output    string // NARWHAL_WORKER_OUTPUT
 	Env       []string
+	// MemoryMerge marks each worker for kernel same-page merging (NARWHAL_MEMORY_MERGE).
+	MemoryMerge bool
 }
 
 // workerVars are set by narwhal for each worker and dropped from its own environment first.
@@ -133,6 +135,10 @@ func (s *Exec) Start(slot, gen int) (pid int, pipes Pipes, err error) {
 		n := strconv.Itoa(len(sockets))
 		env = append(env, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
 		path, argv = s.Self, append([]string{ShimArg0}, s.Argv...)
+	} else if s.MemoryMerge {
+		// Only code that runs in the worker can mark its memory mergeable: the shim, between
+		// fork and exec. The mark is kept across exec, and inherited by the worker's children.
+		path, argv = s.Self, append([]string{ShimArg0}, s.Argv...)
 	} else {
 		if path, err = command.LookIn(s.Argv[0], s.Dir); err != nil {
 			return 0, pipes, err
@@ -174,9 +180,14 @@ func Shim(argv []string, pending []os.Signal) int {
 		fmt.Fprintln(os.Stderr, "narwhal: shim: no command")
 		return 2
 	}
+	if merge, _ := strconv.ParseBool(os.Getenv("NARWHAL_MEMORY_MERGE")); merge {
+		SetMemoryMerge() // a kernel without it was named in narwhal's log at start
+	}
 	path, err := command.Look(argv[0])
 	if err == nil {
-		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		if os.Getenv("LISTEN_FDS") != "" {
+			os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		}
 		err = &command.Error{Command: argv[0], Err: syscall.Exec(path, argv, os.Environ())}
 	}
 	fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
