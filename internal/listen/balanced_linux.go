@@ -191,6 +191,19 @@ func (b *Balancer) Queue(name string) (queued, backlog int, ok bool) {
 	return queued, backlog, ok
 }
 
+// Slots is how many slots have sockets: one more than the highest slot ever bound.
+func (b *Balancer) Slots() int {
+	n := 0
+	for _, g := range b.groups {
+		if g != nil {
+			for slot := range g.bySlot {
+				n = max(n, slot+1)
+			}
+		}
+	}
+	return n
+}
+
 // SlotQueued counts the connections waiting on slot's own sockets.
 func (b *Balancer) SlotQueued(slot int) int {
 	n := 0

@@ -109,7 +109,7 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		parent:    proc.Host.PPID,
 	}
 	if bal != nil {
-		w.route, w.slotQueued = bal.Route, bal.SlotQueued
+		w.route, w.slotQueued, w.slots = bal.Route, bal.SlotQueued, bal.Slots
 	}
 	if boot := worker.NewBootPriority(); boot != nil {
 		start := w.spawn

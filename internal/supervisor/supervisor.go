@@ -58,8 +58,10 @@ type world struct {
 	// route steers new connections to the slots that have a ready worker (balanced mode);
 	// nil in the other modes.
 	route func(live []int) error
-	// slotQueued is how many connections wait on slot's own sockets (balanced mode).
+	// slotQueued is how many connections wait on slot's own sockets, and slots how many slots
+	// have sockets (balanced mode).
 	slotQueued func(slot int) int
+	slots      func() int
 }
 
 // Supervisor is the one goroutine that owns the pool's Machine. Signals, exits, notify
@@ -273,7 +275,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	case watch.Change:
 		if !s.m.Stopping() {
 			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.Path)
-			s.m.Restart(now)
+			s.restart(now)
 		}
 	case stopEvent:
 		s.retiring = nil
@@ -285,7 +287,7 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		s.log.Error("a part of narwhal failed; stopping", "event", "failed", "error", ev.err.Error())
 		s.m.Stop(now)
 	case refreshEvent:
-		s.lastScan, s.lastShares = time.Time{}, time.Time{}
+		s.lastScan = time.Time{} // not the shares: a client must not make the loop walk every page table
 	}
 	s.m.Tick(now)
 	s.retire(now)
@@ -307,8 +309,13 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		wake = next
 	}
 	if len(s.retiring) > 0 {
-		// Its queue is looked at every 10 ms.
-		next := now.Add(10 * time.Millisecond)
+		// Its queue is looked at every 10 ms, and every 100 ms once NARWHAL_STOP_TIMEOUT has
+		// passed (a worker slow to accept, or hung without a watchdog).
+		every := 10 * time.Millisecond
+		if !now.Before(s.retiring[0].since.Add(s.cfg.StopTimeout.D())) {
+			every = 100 * time.Millisecond
+		}
+		next := now.Add(every)
 		if first := s.retiring[0].since.Add(retireMin); first.After(next) {
 			next = first
 		}
@@ -371,9 +378,16 @@ func (s *Supervisor) scaleDown(now time.Time, why ...any) {
 	if s.m.Stopping() || t <= 0 || (s.m.Params().MaxWorkers > 0 && t <= s.m.Params().Workers) {
 		return // as pool.Machine.CanScaleDown, for the size the pool is going to
 	}
+	if t == 1 {
+		// Slot 0 cannot be steered away from (it takes what comes while nothing is ready);
+		// it can go in one more step once the scale-downs under way are done.
+		s.log.Info("not scaling down to 0 workers while a scale-down is under way", "event", "scale",
+			"workers", t)
+		return
+	}
 	s.retiring = append(s.retiring, retiring{slot: t - 1, since: now, why: why})
 	s.log.Info("scaling down: steering new connections away from the slot first",
-		append([]any{"event", "scale", "slot", t - 1, "workers", t - 1}, why...)...)
+		append([]any{"event", "scale_drain", "slot", t - 1, "workers", t - 1}, why...)...)
 	s.route()
 }
 
@@ -386,6 +400,34 @@ func (s *Supervisor) scaleUp(now time.Time, why ...any) {
 		return
 	}
 	s.m.ScaleUp(now, why...)
+}
+
+// restart begins a rolling restart. After SIGWINCH emptied the pool, it comes back to
+// NARWHAL_WORKERS (its MIN); in balanced mode a slot above that whose sockets still hold
+// connections comes back too, and is retired again once they are answered.
+func (s *Supervisor) restart(now time.Time) {
+	emptied := s.m.Desired() == 0
+	s.m.Restart(now)
+	if !emptied || s.world.slotQueued == nil || s.world.slots == nil {
+		return
+	}
+	base, top := s.m.Desired(), s.m.Desired()
+	for slot := base; slot < s.world.slots(); slot++ {
+		if s.world.slotQueued(slot) > 0 {
+			top = slot + 1
+		}
+	}
+	for s.m.Desired() < top {
+		before := s.m.Desired()
+		s.m.ScaleUp(now, "reason", "queued")
+		if s.m.Desired() == before {
+			break // a range's MAX
+		}
+	}
+	for slot := s.m.Desired() - 1; slot >= base; slot-- { // highest first, as retire takes them
+		s.retiring = append(s.retiring, retiring{slot: slot, since: now, why: []any{"reason", "queued"}})
+	}
+	s.route()
 }
 
 // retire completes the balanced scale-downs whose slots are drained, highest first: the pool
@@ -466,13 +508,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		roots[w.PID] = w.Slot
 	}
 	s.cpu.Observe(snap, roots)
-	if s.world.shares != nil && (s.lastShares.IsZero() || !now.Before(s.lastShares.Add(sharesEvery))) {
-		s.lastShares = now
-		s.shares = make(map[int]proc.Shares, len(workers))
-		for _, w := range workers {
-			s.shares[w.PID] = s.world.shares(snap.Tree(w.PID))
-		}
-	}
+	s.readShares(now, snap, workers)
 	if s.scale != nil {
 		total := 0.0
 		for _, secs := range s.cpu.Totals() {
@@ -513,6 +549,28 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 		}
 	}
 	s.keepBudget(now, workers)
+}
+
+// readShares reads the workers' proportional memory: every worker's every sharesEvery, and a
+// worker's first at the scan that first sees it, so that a new worker is never judged by its
+// resident memory, which counts every shared page in full.
+func (s *Supervisor) readShares(now time.Time, snap *proc.Snapshot, workers []pool.Worker) {
+	if s.world.shares == nil {
+		return
+	}
+	all := s.lastShares.IsZero() || !now.Before(s.lastShares.Add(sharesEvery))
+	if all {
+		s.lastShares = now
+	}
+	shares := make(map[int]proc.Shares, len(workers))
+	for _, w := range workers {
+		if sh, ok := s.shares[w.PID]; ok && !all {
+			shares[w.PID] = sh
+		} else {
+			shares[w.PID] = s.world.shares(snap.Tree(w.PID))
+		}
+	}
+	s.shares = shares
 }
 
 // memoryOf is the memory pid holds for NARWHAL_MAX_MEMORY and the budget: its proportional
@@ -610,7 +668,7 @@ func (s *Supervisor) signal(now time.Time, sig syscall.Signal) {
 	}
 	switch sig {
 	case syscall.SIGHUP, syscall.SIGUSR2:
-		s.m.Restart(now)
+		s.restart(now)
 		select {
 		case s.restarted <- struct{}{}: // the watcher takes the files as they are now
 		default: // one is pending already, or nothing is watched

@@ -662,7 +662,8 @@ func TestRouteFollowsReadyWorkers(t *testing.T) {
 
 // TestScaleDownDrainsTheSlot: in balanced mode SIGTTOU first steers new connections away from
 // the highest slot, and stops its worker only once nothing waits on the slot's socket (and
-// retireMin has passed), or after NARWHAL_STOP_TIMEOUT; a scale-up meanwhile calls it off.
+// retireMin has passed), however long after NARWHAL_STOP_TIMEOUT that is; a scale-up
+// meanwhile calls it off.
 func TestScaleDownDrainsTheSlot(t *testing.T) {
 	s := newSupervised(t, "WORKERS=3", "READY=notify", "STOP_TIMEOUT=2s")
 	var routes [][]int
@@ -911,5 +912,102 @@ func TestFailedPartStopsThePool(t *testing.T) {
 	}
 	if !strings.Contains(s.log.String(), `"event":"failed"`) {
 		t.Errorf("the failure was not logged:\n%s", s.log.String())
+	}
+}
+
+// TestNewWorkerJudgedByItsShare: a worker started between two full reads of proportional memory
+// has its own read at the first scan that sees it, so it is never judged by resident memory
+// (which counts every shared page in full) and replaced for NARWHAL_MAX_MEMORY.
+func TestNewWorkerJudgedByItsShare(t *testing.T) {
+	s := newSupervised(t, "WORKERS=1", "READY=notify", "MAX_MEMORY=100Mi")
+	read := map[int]int{}
+	s.world.shares = func(pids []int) proc.Shares {
+		read[pids[0]]++
+		return proc.Shares{Proportional: 50 << 20, Known: true}
+	}
+	s.at(t0, startEvent{})
+	s.at(t0, worker.Message{Sender: s.f.spawned[0], FromPipe: true, Text: "READY=1"})
+	s.at(t0.Add(scanEvery), syscall.SIGTTIN) // within sharesEvery of the last full read
+	fresh := s.f.spawned[1]
+	s.at(t0.Add(scanEvery), worker.Message{Sender: fresh, FromPipe: true, Text: "READY=1"})
+	s.f.procs[fresh] = proc.Stat{PPID: 1, PGRP: fresh, RSSPages: (120 << 20) / int64(os.Getpagesize())}
+	s.at(t0.Add(2*scanEvery-time.Millisecond), nil)
+	if read[fresh] == 0 {
+		t.Fatal("the new worker's proportional memory was not read at its first scan")
+	}
+	if len(s.f.spawned) != 2 {
+		t.Errorf("a new worker with 120 MiB resident but a 50 MiB share was replaced: spawned %d", len(s.f.spawned))
+	}
+}
+
+// TestWinchDuringScaleDown: SIGWINCH during a balanced scale-down stops every worker, the
+// retiring one too; the SIGHUP that brings the pool back to NARWHAL_WORKERS brings back the
+// slot above it whose socket still holds connections, and retires it again once they are
+// answered. Without that they would wait for a worker that never comes.
+func TestWinchDuringScaleDown(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	queued := map[int]int{}
+	s.world.route = func(live []int) error { return nil }
+	s.world.slotQueued = func(slot int) int { return queued[slot] }
+	s.world.slots = func() int { return 3 }
+	now := t0
+	step := func(ev any) {
+		now = now.Add(100 * time.Millisecond)
+		s.at(now, ev)
+		for _, w := range s.m.Workers() {
+			switch w.State {
+			case pool.Starting:
+				s.at(now, worker.Message{Sender: w.PID, FromPipe: true, Text: "READY=1"})
+			case pool.Stopping:
+				s.at(now, exitEvent{pid: w.PID})
+			}
+		}
+	}
+	step(startEvent{})
+	step(syscall.SIGTTIN)
+	queued[2] = 4
+	step(syscall.SIGTTOU)
+	step(syscall.SIGWINCH)
+	if n := len(s.m.Workers()); n != 0 {
+		t.Fatalf("%d workers after SIGWINCH, want 0", n)
+	}
+	step(syscall.SIGHUP)
+	served := func(slot int) bool {
+		for _, w := range s.m.Workers() {
+			if w.Slot == slot && w.State == pool.Ready {
+				return true
+			}
+		}
+		return false
+	}
+	if s.m.Desired() != 3 || !served(2) {
+		t.Fatalf("SIGHUP after SIGWINCH with 4 connections on slot 2: desired %d, slot 2 served %v; want 3, yes",
+			s.m.Desired(), served(2))
+	}
+	for i := 0; i < 30; i++ {
+		step(nil)
+	}
+	if s.m.Desired() != 3 {
+		t.Fatalf("slot 2 retired with connections still waiting on it")
+	}
+	queued[2] = 0
+	step(nil)
+	if s.m.Desired() != 2 || served(2) {
+		t.Errorf("once slot 2 drained: desired %d, served %v; want 2, no", s.m.Desired(), served(2))
+	}
+}
+
+// TestScaleDownNeverRetiresSlotZero: a step down to no worker while a balanced scale-down is
+// under way is refused (slot 0 takes what comes while nothing is ready); the one under way
+// goes on.
+func TestScaleDownNeverRetiresSlotZero(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.world.route = func(live []int) error { return nil }
+	s.world.slotQueued = func(slot int) int { return 1 }
+	s.at(t0, startEvent{})
+	s.at(t0, syscall.SIGTTOU)
+	s.at(t0, syscall.SIGTTOU)
+	if len(s.retiring) != 1 || s.retiring[0].slot != 1 || s.m.Desired() != 2 {
+		t.Errorf("two SIGTTOUs from 2: retiring %v, desired %d; want slot 1 alone, 2", s.retiring, s.m.Desired())
 	}
 }
