@@ -181,7 +181,9 @@ func Shim(argv []string, pending []os.Signal) int {
 		return 2
 	}
 	if merge, _ := strconv.ParseBool(os.Getenv("NARWHAL_MEMORY_MERGE")); merge {
-		SetMemoryMerge() // a kernel without it was named in narwhal's log at start
+		if err := SetMemoryMerge(); err != nil {
+			fmt.Fprintf(os.Stderr, "narwhal: NARWHAL_MEMORY_MERGE: cannot mark this worker: %v\n", err)
+		}
 	}
 	path, err := command.Look(argv[0])
 	if err == nil {
