@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What reading proportional memory costs narwhal: 16 workers of 200 MB each (a Python process
 # that fills a bytearray and sleeps), narwhal's own CPU (utime + stime from /proc/PID/stat) over
-# 60 s once they are up: everything narwhal does, its smaps_rollup reads every 2 s included.
+# 60 s once they are up: everything narwhal does, its smaps_rollup reads included (every 2 s,
+# or less often where they would take more than 0.5% of a core).
 # Medians of 3 runs.
 # Rewrites only its own section of bench/RESULTS.md ("## Proportional memory").
 set -euo pipefail
@@ -53,7 +54,8 @@ section="$tmp/section.md"
   echo "Run by \`bench/pss.sh\` on $(nproc) cores, $(uname -r), $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo "16 workers of 200 MB each (Python, a filled bytearray), narwhal's own CPU over 60 s once all"
   echo "are up; medians of 3 runs. Everything narwhal does is counted, its reads of each worker"
-  echo "tree's smaps_rollup every 2 s (for NARWHAL_MAX_MEMORY, the budget, --status and the gauge)"
+  echo "tree's smaps_rollup (for NARWHAL_MAX_MEMORY, the budget, --status and the gauge; every 2 s, or"
+  echo "less often where they would take more than 0.5% of a core)"
   echo "included. Goal: under 1% of a core."
   echo
   echo "| | median | runs |"

@@ -26,9 +26,12 @@ const (
 	// scanEvery is how often /proc is read otherwise: memory limits, leftovers, and the figures
 	// that metrics and --status show.
 	scanEvery = time.Second
-	// sharesEvery is how often the workers' proportional memory is read: smaps_rollup walks
-	// every page table, which costs far more than stat (see bench/pss.sh).
+	// sharesEvery is how often, at most, the workers' proportional memory is read; sharesDuty
+	// bounds the share of a core those reads take. smaps_rollup walks every page table: 2.4 ms
+	// for a 200 MB process here, so 16 of them read every 2 s would take 2% of a core (see
+	// bench/pss.sh); a large pool is read less often instead.
 	sharesEvery = 2 * time.Second
+	sharesDuty  = 0.005
 	// watchdogKill is the time between the watchdog's SIGABRT and SIGKILL.
 	watchdogKill = 2 * time.Second
 	// dropLogEvery bounds the warnings about dropped notify messages to one per period.
@@ -108,9 +111,10 @@ type Supervisor struct {
 	lastScan  time.Time
 	listeners []status.Listener  // with their accept queues, at the last scan or sample
 	usage     map[int]proc.Usage // by worker PID, at the last scan
-	// shares are each worker's proportional and merged memory, by PID, read every sharesEvery.
+	// shares are each worker's proportional and merged memory, by PID; all of them are read
+	// again at nextShares.
 	shares     map[int]proc.Shares
-	lastShares time.Time
+	nextShares time.Time
 	whole      proc.Container // the container, at the last scan
 	cpu        *proc.CPULedger
 	dropped    ratelog.Limiter // warnings about dropped notify messages
@@ -551,17 +555,16 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	s.keepBudget(now, workers)
 }
 
-// readShares reads the workers' proportional memory: every worker's every sharesEvery, and a
-// worker's first at the scan that first sees it, so that a new worker is never judged by its
-// resident memory, which counts every shared page in full.
+// readShares reads the workers' proportional memory: every worker's every sharesEvery, or less
+// often where the reads would take more than sharesDuty of a core, and a worker's first at the
+// scan that first sees it, so that a new worker is never judged by its resident memory, which
+// counts every shared page in full.
 func (s *Supervisor) readShares(now time.Time, snap *proc.Snapshot, workers []pool.Worker) {
 	if s.world.shares == nil {
 		return
 	}
-	all := s.lastShares.IsZero() || !now.Before(s.lastShares.Add(sharesEvery))
-	if all {
-		s.lastShares = now
-	}
+	all := !now.Before(s.nextShares)
+	began := s.world.now()
 	shares := make(map[int]proc.Shares, len(workers))
 	for _, w := range workers {
 		if sh, ok := s.shares[w.PID]; ok && !all {
@@ -571,6 +574,10 @@ func (s *Supervisor) readShares(now time.Time, snap *proc.Snapshot, workers []po
 		}
 	}
 	s.shares = shares
+	if all {
+		took := s.world.now().Sub(began)
+		s.nextShares = now.Add(max(sharesEvery, time.Duration(float64(took)/sharesDuty)))
+	}
 }
 
 // memoryOf is the memory pid holds for NARWHAL_MAX_MEMORY and the budget: its proportional

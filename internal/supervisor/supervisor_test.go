@@ -1011,3 +1011,29 @@ func TestScaleDownNeverRetiresSlotZero(t *testing.T) {
 		t.Errorf("two SIGTTOUs from 2: retiring %v, desired %d; want slot 1 alone, 2", s.retiring, s.m.Desired())
 	}
 }
+
+// TestSharesWithinTheirDuty: reading proportional memory walks every page table; where a full
+// read takes 40 ms, the next comes 8 s later (0.5% of a core), not every 2 s.
+func TestSharesWithinTheirDuty(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	reads := 0
+	s.world.shares = func(pids []int) proc.Shares {
+		reads++
+		s.f.now = s.f.now.Add(20 * time.Millisecond) // a large worker's smaps_rollup
+		return proc.Shares{Proportional: 1, Known: true}
+	}
+	s.at(t0, startEvent{})
+	for _, pid := range s.f.spawned {
+		s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
+	}
+	reads = 0
+	for now := t0; now.Before(t0.Add(16 * time.Second)); now = now.Add(scanEvery) {
+		s.at(now, nil)
+	}
+	if reads > 2*3 { // a full read at about 0, 8 and 16 s
+		t.Errorf("%d reads of 2 workers in 16 s, each read 20 ms: more than 0.5%% of a core", reads)
+	}
+	if reads < 2 {
+		t.Errorf("%d reads in 16 s", reads)
+	}
+}
