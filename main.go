@@ -132,7 +132,7 @@ func run(args []string) int {
 	}
 	// narwhal's log lines and its workers' labelled lines share stderr's lock, so none interleave.
 	_, stderr := output.Std()
-	return pid1.Run(cfg, newLogger(cfg, stderr), argv, earlysig.C, buildVersion())
+	return pid1.Run(cfg, newLogger(cfg, stderr), argv, earlysig.C, buildVersion)
 }
 
 // client runs --status, --drain or --healthcheck against the running narwhal: exit 0 on

@@ -56,8 +56,9 @@ var errExited = errors.New("exited")
 
 // Run is narwhal's whole life after configuration: it becomes the reaper of its descendants,
 // opens the metrics endpoint and the control socket, then runs argv in init mode or as a pool,
-// and returns the code narwhal exits with. version is reported by narwhal_build_info.
-func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Signal, version string) int {
+// and returns the code narwhal exits with. version is reported by narwhal_build_info; it is
+// called only when metrics are served, since reading the build information costs a parse.
+func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Signal, version func() string) int {
 	if err := becomeReaper(); err != nil {
 		log.Warn("orphans will not be reaped: narwhal is not PID 1 and cannot be a subreaper",
 			"event", "no_reaper", "error", err)
@@ -99,7 +100,7 @@ func Run(cfg *config.Config, log *slog.Logger, argv []string, sigs <-chan os.Sig
 			log.Error(err.Error(), "event", "start_failed", "code", 1)
 			return 1
 		}
-		reg := metrics.Registry(metrics.New(b, r.Orphans, version))
+		reg := metrics.Registry(metrics.New(b, r.Orphans, version()))
 		srv := metrics.NewServer(metrics.Handler(reg, b, metrics.LiveTimeout))
 		log.Info("serving metrics and health", "event", "listen", "address", ln.Addr().String())
 		g.Add(func() error {

@@ -59,9 +59,11 @@ func New(log *slog.Logger) *Reaper {
 	return r
 }
 
-// Run reaps until ctx ends.
+// Run reaps until ctx ends. It returns without waiting for SIGCHLD to be unsubscribed: that
+// costs a round trip to the runtime's signal thread and a wait for os/signal's loop to go
+// idle (tens of microseconds, at times a millisecond), and narwhal exits right after Run.
 func (r *Reaper) Run(ctx context.Context) error {
-	defer signal.Stop(r.sigchld)
+	defer func() { go signal.Stop(r.sigchld) }()
 	tick := time.NewTicker(Tick)
 	defer tick.Stop()
 	for {

@@ -77,7 +77,12 @@ func init() {
 	go func() {
 		signal.Notify(C, First...)
 		close(first)
-		signal.Notify(C, Handled[len(First):]...)
+		// One call per signal: Notify holds os/signal's lock across its whole list, and the
+		// reaper's subscription to SIGCHLD, with narwhal's setup behind it, would wait for all
+		// of the rare ones instead of one round trip.
+		for _, s := range Handled[len(First):] {
+			signal.Notify(C, s)
+		}
 		close(subscribed)
 	}()
 	<-first
