@@ -89,6 +89,15 @@ func run(args []string) int {
 		return 0
 	}
 
+	if action == "--status" || action == "--drain" || action == "--healthcheck" {
+		earlysig.Release() // a client dies on Ctrl-C like any other command
+		socket, err := config.ControlSocket()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
+			return exitConfig
+		}
+		return client(action, control.Name(socket))
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "narwhal: %v\n", err)
@@ -121,9 +130,6 @@ func run(args []string) int {
 			fmt.Printf("# NARWHAL_WORKERS=%s is %s here (%s)\n", cfg.Workers, size, why)
 		}
 		return 0
-	case "--status", "--drain", "--healthcheck":
-		earlysig.Release() // a client dies on Ctrl-C like any other command
-		return client(action, control.Name(cfg.ControlSocket))
 	}
 	if !cfg.Pool {
 		// Locked, the main thread would sleep each time the main goroutine blocks, and a wake-up

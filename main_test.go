@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -131,5 +132,25 @@ func TestParseArgs(t *testing.T) {
 		if (err != nil) != tc.err || action != tc.action || strings.Join(argv, " ") != strings.Join(tc.argv, " ") {
 			t.Errorf("parseArgs(%q) = %q, %q, %v", tc.args, action, argv, err)
 		}
+	}
+}
+
+// TestClientIgnoresTheRest: --status, --drain and --healthcheck read NARWHAL_CONTROL_SOCKET
+// alone. A preStop --drain must reach the running narwhal even while the environment holds
+// something Load would refuse at that moment (a release directory or a watched file missing
+// during a deploy): here it finds nobody listening (1), not a configuration error (78).
+func TestClientIgnoresTheRest(t *testing.T) {
+	t.Setenv("NARWHAL_CONTROL_SOCKET", "@narwhal-test-nobody-"+strconv.Itoa(os.Getpid()))
+	t.Setenv("NARWHAL_WORKERS", "2")
+	t.Setenv("NARWHAL_WORKER_DIR", "/no/such/release")
+	t.Setenv("NARWHAL_WATCH", "/no/such/config")
+	for _, action := range []string{"--status", "--healthcheck"} {
+		if code := run([]string{action}); code != 1 {
+			t.Errorf("%s with an unrelated variable Load refuses: exit %d, want 1 (nobody answers)", action, code)
+		}
+	}
+	t.Setenv("NARWHAL_CONTROL_SOCKET", "@")
+	if code := run([]string{"--status"}); code != 78 {
+		t.Errorf("--status with NARWHAL_CONTROL_SOCKET=@: exit %d, want 78", code)
 	}
 }

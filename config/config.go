@@ -180,12 +180,8 @@ func (c *Config) validate() error {
 			return bad("WORKER_DIR", c.WorkerDir, "not a directory; "+want)
 		}
 	}
-	if strings.HasPrefix(c.ControlSocket, "@") && len(c.ControlSocket) < 2 {
-		return bad("CONTROL_SOCKET", c.ControlSocket, "want a path or @name")
-	}
-	if len(c.ControlSocket) > maxUnixAddr {
-		return bad("CONTROL_SOCKET", c.ControlSocket, fmt.Sprintf("%d bytes; want a path or @name of at most %d bytes, what a unix socket's address holds",
-			len(c.ControlSocket), maxUnixAddr))
+	if err := checkControlSocket(c.ControlSocket); err != nil {
+		return err
 	}
 	if err := c.checkMetricsAddr(); err != nil {
 		return err
@@ -193,6 +189,27 @@ func (c *Config) validate() error {
 	var err error
 	c.Credential, err = credential(c.WorkerUser, c.WorkerGroup)
 	return err
+}
+
+// ControlSocket is NARWHAL_CONTROL_SOCKET alone, for --status, --drain and --healthcheck: a
+// client must reach the running narwhal whatever else the environment holds at that moment (a
+// release directory or a watched file missing during a deploy would fail a whole Load, and a
+// preStop --drain with it).
+func ControlSocket() (string, error) {
+	v := os.Getenv(Prefix + "_CONTROL_SOCKET")
+	return v, checkControlSocket(v)
+}
+
+func checkControlSocket(v string) error {
+	bad := func(reason string) error { return &Error{Prefix + "_CONTROL_SOCKET", v, reason} }
+	if strings.HasPrefix(v, "@") && len(v) < 2 {
+		return bad("want a path or @name")
+	}
+	if len(v) > maxUnixAddr {
+		return bad(fmt.Sprintf("%d bytes; want a path or @name of at most %d bytes, what a unix socket's address holds",
+			len(v), maxUnixAddr))
+	}
+	return nil
 }
 
 // CheckMinReady rejects a NARWHAL_MIN_READY above most, the most workers the pool can reach
