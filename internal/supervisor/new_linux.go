@@ -42,7 +42,8 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		errors.As(err, &ce)
 		return nil, &Error{Code: ce.Code(), Err: err}
 	}
-	maxMemory, budget, err := fit.MemoryLimits(cfg, proc.Host)
+	fs := proc.Host // every read of /proc and the cgroups goes through fs
+	maxMemory, budget, err := fit.MemoryLimits(cfg, fs)
 	if err != nil {
 		return nil, &Error{Code: 78, Err: err}
 	}
@@ -101,12 +102,12 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		now:       time.Now,
 		spawn:     func(slot, gen int) (int, error) { return in.start(r, sp, string(cfg.WorkerOutput), slot, gen) },
 		signal:    func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
-		scan:      proc.Host.Snapshot,
-		shares:    proc.Host.Shares,
-		container: proc.Host.Container,
-		oomKills:  proc.Host.OOMKills,
-		queues:    func() []status.Listener { return listenerQueues(cfg, sockets, bal) },
-		parent:    proc.Host.PPID,
+		scan:      fs.Snapshot,
+		shares:    fs.Shares,
+		container: fs.Container,
+		oomKills:  fs.OOMKills,
+		queues:    func() []status.Listener { return listenerQueues(fs, cfg, sockets, bal) },
+		parent:    fs.PPID,
 	}
 	if bal != nil {
 		w.route, w.slotQueued, w.slots = bal.Route, bal.SlotQueued, bal.Slots
@@ -124,8 +125,8 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	}
 	readyByNotify := false
 	if cfg.Ready == "auto" {
-		w.accepting = acceptDetector(sockets, bal, cfg.Listen, reuseport)
-		if cred != nil && int(cred.Uid) != os.Getuid() && !proc.Host.HasCapability(capSysPtrace) {
+		w.accepting = acceptDetector(fs, sockets, bal, cfg.Listen, reuseport)
+		if cred != nil && int(cred.Uid) != os.Getuid() && !fs.HasCapability(capSysPtrace) {
 			readyByNotify, w.accepting = true, nil // its fds cannot be read: no point looking
 			log.Warn("workers run as another user and narwhal lacks CAP_SYS_PTRACE, so it cannot see them accepting; "+
 				"they become ready only by READY=1. Add the capability, or set NARWHAL_READY=notify or delay",
@@ -133,14 +134,14 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		}
 	}
 	if cfg.MemoryMerge {
-		logMemoryMerge(log)
+		logMemoryMerge(log, fs)
 	}
-	if proc.Host.OOMGroup() {
+	if fs.OOMGroup() {
 		log.Warn("memory.oom.group is set: one worker's OOM kill ends every process in the container, narwhal "+
 			"included; keep workers within the memory limit (NARWHAL_MAX_MEMORY)", "event", "config")
 	}
 	if reuseport {
-		if on, err := proc.Host.TCPMigrateReq(); err == nil && !on {
+		if on, err := fs.TCPMigrateReq(); err == nil && !on {
 			log.Warn("net.ipv4.tcp_migrate_req is 0: connections queued on a stopping worker's socket will be reset; set it to 1",
 				"event", "config")
 		}
@@ -161,13 +162,13 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 
 // logMemoryMerge says at start what NARWHAL_MEMORY_MERGE will do here: mark the workers, and
 // whether the node's ksmd will merge anything.
-func logMemoryMerge(log *slog.Logger) {
+func logMemoryMerge(log *slog.Logger, fs proc.FS) {
 	if !worker.MemoryMergeSupported() {
 		log.Warn("NARWHAL_MEMORY_MERGE: this kernel lacks PR_SET_MEMORY_MERGE (Linux 6.4 and later); workers are not marked",
 			"event", "config")
 		return
 	}
-	switch running, known := proc.Host.KSMRunning(); {
+	switch running, known := fs.KSMRunning(); {
 	case running:
 		log.Info("NARWHAL_MEMORY_MERGE: workers are marked for same-page merging, and the node's ksmd runs",
 			"event", "config", "ksm", "running")
@@ -182,7 +183,7 @@ func logMemoryMerge(log *slog.Logger) {
 
 // acceptDetector picks what counts as accepting: in inherit mode, waiting on a passed listener;
 // otherwise owning a socket that listens on the first TCP port (on any port, with none).
-func acceptDetector(sockets []*listen.Socket, bal *listen.Balancer, ls config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
+func acceptDetector(fs proc.FS, sockets []*listen.Socket, bal *listen.Balancer, ls config.Listeners, reuseport bool) func(*proc.Snapshot, []int) []int {
 	wanted, owning := func() map[uint64]bool { return nil }, false
 	if bal != nil {
 		wanted = bal.Inodes
@@ -197,13 +198,13 @@ func acceptDetector(sockets []*listen.Socket, bal *listen.Balancer, ls config.Li
 		if l := ls.FirstTCP(); l != nil {
 			port = l.Port()
 		}
-		wanted, owning = func() map[uint64]bool { return proc.Host.ListeningInodes(port) }, true
+		wanted, owning = func() map[uint64]bool { return fs.ListeningInodes(port) }, true
 	}
 	return func(snap *proc.Snapshot, pids []int) []int {
 		want := wanted()
 		var out []int
 		for _, pid := range pids {
-			if proc.Host.Accepting(snap, pid, want, owning) {
+			if fs.Accepting(snap, pid, want, owning) {
 				out = append(out, pid)
 			}
 		}
@@ -264,14 +265,14 @@ func signal(log *slog.Logger, pid int, sig syscall.Signal, group bool) bool {
 // listenerQueues reads every listener's accept queue now: narwhal's own socket in inherit mode,
 // the sum over the slots' sockets in balanced mode, over the workers' sockets on the port in
 // reuseport mode.
-func listenerQueues(cfg *config.Config, sockets []*listen.Socket, bal *listen.Balancer) []status.Listener {
+func listenerQueues(fs proc.FS, cfg *config.Config, sockets []*listen.Socket, bal *listen.Balancer) []status.Listener {
 	if cfg.SocketMode == "reuseport" {
 		var out []status.Listener
 		for _, l := range cfg.Listen {
 			ls := status.Listener{Name: l.Name, Network: l.Network, Port: l.Port()}
 			if ls.Port != 0 {
 				var n int
-				ls.Queued, n = proc.Host.ListenQueue(ls.Port)
+				ls.Queued, n = fs.ListenQueue(ls.Port)
 				ls.QueueKnown = n > 0
 			}
 			out = append(out, ls)
