@@ -17,12 +17,12 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/narwhal-init/narwhal/config"
 	"github.com/narwhal-init/narwhal/control"
-	pid1 "github.com/narwhal-init/narwhal/init"
 	"github.com/narwhal-init/narwhal/internal/earlysig"
 	"github.com/narwhal-init/narwhal/internal/fit"
 	"github.com/narwhal-init/narwhal/internal/output"
 	"github.com/narwhal-init/narwhal/internal/proc"
 	"github.com/narwhal-init/narwhal/internal/worker"
+	"github.com/narwhal-init/narwhal/pid1"
 	"golang.org/x/sys/unix"
 )
 
