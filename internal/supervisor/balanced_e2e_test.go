@@ -125,7 +125,9 @@ func TestBalancedZeroDowntime(t *testing.T) {
 	if f := load.Failed.Load(); f != 0 || load.Sent.Load() < 100 {
 		t.Errorf("%d of %d requests failed across 10 rollouts:\n%s", f, load.Sent.Load(), load.Errors())
 	}
-	if !e2e.Eventually(timeout, func() bool { return e2e.LiveChildren(p.PID) == n }) {
+	// Every old worker reaped, so that the victim is a serving worker, not one that has just
+	// exited and is a zombie a moment longer (which SIGSTOP cannot stop).
+	if !e2e.Eventually(timeout, func() bool { return len(e2e.Children(p.PID)) == n && e2e.LiveChildren(p.PID) == n }) {
 		t.Fatalf("%d workers after the rollouts, want %d", e2e.LiveChildren(p.PID), n)
 	}
 

@@ -552,7 +552,7 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 			}
 		}
 	}
-	s.keepBudget(now, workers)
+	s.keepBudget(now, snap, workers)
 }
 
 // readShares reads the workers' proportional memory: every worker's every sharesEvery, or less
@@ -593,11 +593,20 @@ func (s *Supervisor) memoryOf(pid int) int64 {
 // keepBudget acts when the container's working set is over NARWHAL_MEMORY_BUDGET, before the
 // kernel's OOM killer would (see pool.Budget). One worker at a time: nothing more while any
 // worker starts or stops, since the figures are moving.
-func (s *Supervisor) keepBudget(now time.Time, workers []pool.Worker) {
+func (s *Supervisor) keepBudget(now time.Time, snap *proc.Snapshot, workers []pool.Worker) {
 	mem := s.whole.Memory
 	if s.budget == 0 || !s.whole.MemoryKnown || mem.WorkingSet <= s.budget ||
 		s.m.Count(pool.Starting)+s.m.Count(pool.Stopping) > 0 {
 		return
+	}
+	// The choice needs each worker's memory now, not as of the last full read (seconds ago,
+	// before the worker that grew did): this is rare, and the OOM killer is near.
+	if s.world.shares != nil {
+		for _, w := range workers {
+			if w.State == pool.Ready {
+				s.shares[w.PID] = s.world.shares(snap.Tree(w.PID))
+			}
+		}
 	}
 	size := func(w pool.Worker) int64 { return s.memoryOf(w.PID) }
 	b, ok := pool.ChooseBudget(workers, size, mem.Limit-mem.WorkingSet)

@@ -1037,3 +1037,29 @@ func TestSharesWithinTheirDuty(t *testing.T) {
 		t.Errorf("%d reads in 16 s", reads)
 	}
 }
+
+// TestBudgetReadsSharesNow: the budget decides on each worker's proportional memory as it is
+// when the container goes over, not as of the last full read: a worker that grew since then is
+// the one chosen, with its size, and stopped first when the room left would not hold it.
+func TestBudgetReadsSharesNow(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	s.budget = 100 << 20
+	size := map[int]int64{}
+	s.world.shares = func(pids []int) proc.Shares { return proc.Shares{Proportional: size[pids[0]], Known: true} }
+	s.at(t0, startEvent{})
+	a, b := s.f.spawned[0], s.f.spawned[1]
+	size[a], size[b] = 1<<20, 1<<20
+	for _, pid := range s.f.spawned {
+		s.at(t0, worker.Message{Sender: pid, FromPipe: true, Text: "READY=1"})
+	}
+	s.at(t0.Add(scanEvery), nil) // a full read: both at 1 MiB
+	size[b] = 120 << 20          // b grows
+	s.world.container = func() proc.Container {
+		return proc.Container{Memory: proc.Memory{Limit: 200 << 20, WorkingSet: 130 << 20}, MemoryKnown: true}
+	}
+	s.at(t0.Add(2*scanEvery), nil) // within sharesEvery of the full read
+	if !s.f.signalled(b, syscall.SIGTERM) || s.f.signalled(a, syscall.SIGTERM) {
+		t.Errorf("b grew to 120 MiB with 70 MiB left: b stopped %v, a stopped %v; want b stopped first",
+			s.f.signalled(b, syscall.SIGTERM), s.f.signalled(a, syscall.SIGTERM))
+	}
+}
