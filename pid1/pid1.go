@@ -221,7 +221,7 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		if now := time.Now(); !now.Before(nextShares) {
 			shares := proc.Host.Shares(tree.Tree(pid))
 			snap.Workers[0].Proportional, snap.SharesKnown = shares.Proportional, shares.Known
-			nextShares = now.Add(max(2*time.Second, time.Since(now)*200))
+			nextShares = now.Add(min(max(2*time.Second, time.Since(now)*200), 10*time.Second))
 		}
 		snap.SlotCPUSeconds = cpu.Totals()
 		snap.Container = proc.Host.Container()

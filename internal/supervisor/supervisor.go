@@ -32,6 +32,9 @@ const (
 	// bench/pss.sh); a large pool is read less often instead.
 	sharesEvery = 2 * time.Second
 	sharesDuty  = 0.005
+	// sharesStale bounds the wait all the same: the read's duration is wall time, which a busy
+	// machine stretches with waits for a CPU.
+	sharesStale = 10 * time.Second
 	// watchdogKill is the time between the watchdog's SIGABRT and SIGKILL.
 	watchdogKill = 2 * time.Second
 	// dropLogEvery bounds the warnings about dropped notify messages to one per period.
@@ -576,7 +579,7 @@ func (s *Supervisor) readShares(now time.Time, snap *proc.Snapshot, workers []po
 	s.shares = shares
 	if all {
 		took := s.world.now().Sub(began)
-		s.nextShares = now.Add(max(sharesEvery, time.Duration(float64(took)/sharesDuty)))
+		s.nextShares = now.Add(min(max(sharesEvery, time.Duration(float64(took)/sharesDuty)), sharesStale))
 	}
 }
 
