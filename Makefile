@@ -50,6 +50,7 @@ bench:
 	bench/output.sh
 	bench/balance.sh
 	bench/pss.sh
+	bench/memory.sh
 
 # narwhal beside gunicorn, unicorn, puma, uwsgi and a node-cluster runner through four deploys
 # (healthy, slow boot, broken, hung); installs the servers from Debian. About 40 minutes.
