@@ -57,6 +57,7 @@ type Config struct {
 	MaxMemory       Memory   `env:"MAX_MEMORY" split_words:"true" default:"0" type:"size|share" desc:"replace a worker whose proportional memory (PSS, with descendants) exceeds this, e.g. 512Mi, or a share of the container's memory limit such as 20%; 0 is off"`
 	MemoryBudget    Share    `env:"MEMORY_BUDGET" split_words:"true" default:"0" type:"share" desc:"when the container's working set goes over this share of its memory limit (e.g. 90%), replace the worker holding the most memory before the OOM killer acts; 0 is off"`
 	MemoryMerge     bool     `env:"MEMORY_MERGE" split_words:"true" default:"false" type:"bool" desc:"mark every worker for kernel same-page merging (PR_SET_MEMORY_MERGE, Linux 6.4+), so the node's ksmd merges identical pages across workers of any language; off by default: merging is a timing side channel between every process the host marks mergeable"`
+	Preload         bool     `env:"PRELOAD" split_words:"true" default:"false" type:"bool" desc:"start COMMAND once per generation as a template that loads the app and calls narwhal's fork point (contrib/python/narwhal_fork.py, contrib/ruby/narwhal_fork.rb); workers are forked from it and share its memory"`
 	MaxLifetime     Duration `env:"MAX_LIFETIME" split_words:"true" default:"0" type:"duration" desc:"replace a worker after this long, plus up to 10% random, e.g. 6h; 0 is off"`
 	MinReady        Int      `env:"MIN_READY" split_words:"true" default:"1" type:"count" desc:"ready workers needed for /readyz to answer 200"`
 

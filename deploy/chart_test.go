@@ -186,7 +186,7 @@ func TestEveryValueReachesNarwhal(t *testing.T) {
 		"workers": "2-8", "cpus": "1500m", "scaleUpAfter": "2s", "scaleDownAfter": "5m", "listen": ":8000", "backlog": 2048, "socketMode": "reuseport", "ready": "notify",
 		"readyDelay": "2s", "readyTimeout": "30s", "rolloutSurge": 2, "workerDir": "/app/current",
 		"workerUser": "65533", "workerGroup": "65533", "preStart": "/app/migrate --to latest", "workerOutput": "json", "watch": "/srv/app.yaml", "watchDelay": "5s", "rolloutCanary": "30s",
-		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi", "memoryBudget": "90%", "memoryMerge": "true",
+		"restartDelay": "200ms", "restartDelayMax": "10s", "workerTimeout": "30s", "maxMemory": "512Mi", "memoryBudget": "90%", "memoryMerge": "true", "preload": "true",
 		"maxLifetime": "6h", "minReady": 2, "stopSignal": "SIGQUIT", "signalGroup": true,
 		"signalRewrite": "TERM:QUIT", "exitRemap": "143:0", "controlSocket": "@app", "logFormat": "text", "logLevel": "debug",
 	}
