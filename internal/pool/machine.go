@@ -85,6 +85,9 @@ type Effects interface {
 	Signal(pid int, sig syscall.Signal, group bool) bool
 	// Ready tells the world that pid serves now (it booted at a lower CPU priority).
 	Ready(pid int)
+	// SpawnTemplate starts generation gen's template (NARWHAL_PRELOAD); with preload, Spawn
+	// forks the worker from gen's template, which is at its fork point.
+	SpawnTemplate(gen int) (pid int, started time.Time, err error)
 }
 
 // Params are the settings the machine follows.
@@ -109,6 +112,8 @@ type Params struct {
 	// Canary > 0: a rollout first replaces one slot, and watches the new worker for this long
 	// once it is ready, beside the old one, before any old worker stops.
 	Canary time.Duration
+	// Preload: workers are forked from their generation's template (see Template).
+	Preload bool
 }
 
 type slot struct {
@@ -139,6 +144,7 @@ type Machine struct {
 	// leftovers are the process groups of exited workers that still had members when the
 	// worker was reaped, each with the time it gets SIGKILL.
 	leftovers map[int]time.Time
+	tmpl      templates
 
 	Stats Stats
 }
@@ -178,6 +184,7 @@ func NewMachine(p Params, fx Effects, log *slog.Logger) *Machine {
 		workers:   map[int]*Worker{},
 		slots:     map[int]*slot{},
 		leftovers: map[int]time.Time{},
+		tmpl:      templates{byPID: map[int]*Template{}, base: 1},
 		Stats:     Stats{Exits: map[string]int{}, Rollouts: map[string]int{}},
 	}
 }
@@ -199,7 +206,7 @@ func (m *Machine) Stopping() bool { return m.stopping }
 
 // Done reports whether the pool has stopped, leftovers included, and the code narwhal exits with.
 func (m *Machine) Done() (bool, int) {
-	return m.stopping && len(m.workers) == 0 && len(m.leftovers) == 0, m.exitCode
+	return m.stopping && len(m.workers) == 0 && len(m.leftovers) == 0 && len(m.tmpl.byPID) == 0, m.exitCode
 }
 
 // Leftovers are the process groups of exited workers that may still have members.
@@ -449,6 +456,9 @@ func (m *Machine) Ping(now time.Time, pid int) {
 // Exited records the end of pid with its exit code; oom says the kernel's OOM killer ended it.
 // An OOM kill of a worker nobody asked to stop is restarted as a crash is, under its own name.
 func (m *Machine) Exited(now time.Time, pid, code int, oom bool, attrs ...any) {
+	if m.templateExited(now, pid, code) {
+		return
+	}
 	w := m.workers[pid]
 	if w == nil {
 		return
@@ -559,6 +569,7 @@ func (m *Machine) abort(now time.Time, w *Worker, reason string) {
 func (m *Machine) endRollout(now time.Time, result string) {
 	m.Stats.Rollouts[result]++
 	if result == RolloutCompleted {
+		m.tmpl.base = m.rollout.gen
 		d := now.Sub(m.rollout.started)
 		m.Stats.RolloutSeconds = append(m.Stats.RolloutSeconds, d.Seconds())
 		m.log.Info("rollout completed", "event", "rollout_completed", "generation", m.rollout.gen, "seconds", d.Seconds())
@@ -633,6 +644,9 @@ func (m *Machine) Next(now time.Time) time.Time {
 	}
 	for _, killAt := range m.leftovers {
 		at(killAt)
+	}
+	if m.p.Preload {
+		m.templateNext(at)
 	}
 	if !m.stopping {
 		for id, s := range m.slots {
@@ -715,6 +729,9 @@ func (m *Machine) reconcile(now time.Time) {
 	}
 	m.killLeftovers(now)
 	if m.stopping {
+		if m.p.Preload {
+			m.keepTemplates(now)
+		}
 		return
 	}
 	// Slots beyond the desired size go, highest first (SIGTTOU, SIGWINCH).
@@ -754,6 +771,9 @@ func (m *Machine) reconcile(now time.Time) {
 	}
 	if m.rollout != nil && m.rolloutDone() {
 		m.endRollout(now, RolloutCompleted)
+	}
+	if m.p.Preload {
+		m.keepTemplates(now)
 	}
 }
 
@@ -807,18 +827,26 @@ func (m *Machine) rolloutDone() bool {
 }
 
 func (m *Machine) spawn(now time.Time, id int, replacement bool) {
-	pid, started, err := m.fx.Spawn(id, m.gen)
+	gen := m.gen
+	if m.p.Preload {
+		if gen = m.forkGen(m.slot(id), replacement); gen == 0 {
+			return // once a template it may fork from is at its fork point
+		}
+	}
+	pid, started, err := m.fx.Spawn(id, gen)
 	if err != nil {
 		m.spawnFailed(now, id, replacement, err)
 		return
 	}
 	m.Stats.Starts++
-	if !replacement {
-		m.slot(id).replace = "" // a fresh worker in an empty slot needs no replacement
+	if !replacement && (m.rollout == nil || gen >= m.rollout.gen) {
+		// A fresh worker in an empty slot needs no replacement, unless it was forked from the
+		// template of the generation a rollout under way replaces.
+		m.slot(id).replace = ""
 	}
 	// Its start is its own, not the pass's: the workers spawned before it in the same pass took
 	// time, and its start-to-ready time must not count theirs.
-	w := &Worker{PID: pid, Slot: id, Gen: m.gen, State: Starting, Started: latest(now, started), replacement: replacement}
+	w := &Worker{PID: pid, Slot: id, Gen: gen, State: Starting, Started: latest(now, started), replacement: replacement}
 	if m.p.MaxLifetime > 0 {
 		jitter := 0.0
 		if m.p.Jitter != nil {
@@ -830,7 +858,7 @@ func (m *Machine) spawn(now time.Time, id int, replacement bool) {
 	if c := m.rolloutCanary(); c != nil && c.pid == 0 && id == c.slot {
 		c.pid = pid
 	}
-	m.log.Info("worker started", "event", "start", "slot", id, "pid", pid, "generation", m.gen)
+	m.log.Info("worker started", "event", "start", "slot", id, "pid", pid, "generation", gen)
 }
 
 func (m *Machine) rolloutCanary() *canary {

@@ -18,6 +18,10 @@ type world struct {
 	ready     []int // the PIDs told they serve, in order
 	failSpawn bool
 	groups    map[int]bool
+
+	templates    []spawnCall // slot -1
+	nextTemplate int
+	failTemplate bool
 }
 
 type spawnCall struct{ slot, gen, pid int }
@@ -38,6 +42,17 @@ func (w *world) Spawn(slot, gen int) (int, time.Time, error) {
 }
 
 func (w *world) Ready(pid int) { w.ready = append(w.ready, pid) }
+
+// SpawnTemplate starts a template; its PIDs count from 900, apart from the workers'.
+func (w *world) SpawnTemplate(gen int) (int, time.Time, error) {
+	if w.failTemplate {
+		return 0, time.Time{}, syscall.ENOENT
+	}
+	w.nextTemplate++
+	pid := 900 + w.nextTemplate
+	w.templates = append(w.templates, spawnCall{-1, gen, pid})
+	return pid, time.Time{}, nil
+}
 
 func (w *world) Signal(pid int, sig syscall.Signal, group bool) bool {
 	w.signals = append(w.signals, signalCall{pid, sig, group})
