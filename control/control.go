@@ -75,6 +75,15 @@ type Status struct {
 	Draining   bool     `json:"draining"`
 	Desired    int      `json:"desired"`
 	Workers    []Worker `json:"workers"`
+	// Templates are listed with NARWHAL_PRELOAD only.
+	Templates []Template `json:"templates,omitempty"`
+}
+
+// Template is one entry of Status.Templates.
+type Template struct {
+	status.Template
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	MemoryBytes   int64   `json:"memory_bytes"`
 }
 
 // Worker is one entry of Status.Workers.
@@ -100,6 +109,10 @@ func StatusOf(b *status.Board) Status {
 			UptimeSeconds: now.Sub(w.Started).Seconds(),
 			MemoryBytes:   cmp.Or(w.Proportional, w.Resident),
 		})
+	}
+	for _, t := range s.Templates {
+		st.Templates = append(st.Templates, Template{Template: t, UptimeSeconds: now.Sub(t.Started).Seconds(),
+			MemoryBytes: t.Proportional})
 	}
 	return st
 }

@@ -44,7 +44,7 @@ type Collector struct {
 	rolloutSeconds prometheus.Histogram
 
 	buildInfo, desired, workers, starts, exits, generation, rollouts, orphansTotal, signals,
-	ready, draining, queued, backlog, memory, proportional, merged, cpu, memoryLimit, workingSet, overflows, refused *prometheus.Desc
+	ready, draining, queued, backlog, memory, proportional, template, merged, cpu, memoryLimit, workingSet, overflows, refused *prometheus.Desc
 }
 
 // New returns the collector; orphans reads the reaper's count.
@@ -78,6 +78,8 @@ func New(b *status.Board, orphans func() uint64, version string) *Collector {
 		memory:       d("worker_resident_memory_bytes", "Resident memory of a slot's worker and its descendants.", "slot"),
 		proportional: d("worker_proportional_memory_bytes",
 			"Proportional memory (PSS) of a slot's worker and its descendants: each shared page counted as a share.", "slot"),
+		template: d("template_proportional_memory_bytes",
+			"Proportional memory (PSS) of the current generation's template (NARWHAL_PRELOAD)."),
 		merged: d("worker_merged_memory_bytes",
 			"Memory of a slot's worker and its descendants in pages ksmd merged (NARWHAL_MEMORY_MERGE).", "slot"),
 		memoryLimit: d("memory_limit_bytes", "The container's memory limit, from its cgroup; 0 when it has none."),
@@ -97,7 +99,7 @@ func Registry(c *Collector) *prometheus.Registry {
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.desired, c.workers, c.starts, c.exits, c.generation,
-		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.proportional, c.merged, c.cpu,
+		c.rollouts, c.orphansTotal, c.signals, c.ready, c.draining, c.queued, c.backlog, c.memory, c.proportional, c.template, c.merged, c.cpu,
 		c.memoryLimit, c.workingSet, c.overflows, c.refused} {
 		ch <- d
 	}
@@ -181,6 +183,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if s.MemoryMerge {
 			gauge(c.merged, float64(merged[slot]), label)
 		}
+	}
+	if n := len(s.Templates); n > 0 && s.SharesKnown {
+		gauge(c.template, float64(s.Templates[n-1].Proportional)) // the newest: a rollout's, once it runs
 	}
 	for _, slot := range slices.Sorted(maps.Keys(s.SlotCPUSeconds)) {
 		counter(c.cpu, s.SlotCPUSeconds[slot], strconv.Itoa(slot))

@@ -10,8 +10,12 @@ import (
 // MaxLine bytes, each cut where a UTF-8 character begins, so every piece is valid on its own.
 const MaxLine = 64 << 10
 
-// Label names the worker a line came from.
+// Label names the worker a line came from. Slot is Template for a template (NARWHAL_PRELOAD),
+// labelled slot=template (text) or "slot":"template" (json).
 type Label struct{ Slot, Generation, PID int }
+
+// Template is the Slot of a template's lines.
+const Template = -1
 
 // encoder labels the lines of one stream of one worker.
 type encoder struct {
@@ -24,12 +28,19 @@ type encoder struct {
 
 func newEncoder(json bool, l Label, stream string, now func() time.Time) *encoder {
 	e := &encoder{json: json, now: now}
+	slot := strconv.Itoa(l.Slot)
+	if l.Slot == Template {
+		slot = "template"
+		if json {
+			slot = `"template"`
+		}
+	}
 	if !json {
-		e.prefix = []byte("slot=" + strconv.Itoa(l.Slot) + " gen=" + strconv.Itoa(l.Generation) +
+		e.prefix = []byte("slot=" + slot + " gen=" + strconv.Itoa(l.Generation) +
 			" pid=" + strconv.Itoa(l.PID) + " | ")
 		return e
 	}
-	e.prefix = []byte(`"worker":{"slot":` + strconv.Itoa(l.Slot) + `,"generation":` + strconv.Itoa(l.Generation) +
+	e.prefix = []byte(`"worker":{"slot":` + slot + `,"generation":` + strconv.Itoa(l.Generation) +
 		`,"pid":` + strconv.Itoa(l.PID) + `}`)
 	e.stream = []byte(`,"stream":"` + stream + `","msg":"`)
 	return e

@@ -30,6 +30,16 @@ type Worker struct {
 	Merged       int64 `json:"-"`
 }
 
+// Template is a generation's template (NARWHAL_PRELOAD), as --status shows it.
+type Template struct {
+	PID        int       `json:"pid"`
+	Generation int       `json:"generation"`
+	State      string    `json:"state"`
+	Started    time.Time `json:"-"`
+	// Proportional is its PSS (0 when unknown): what it holds beyond its workers' shares.
+	Proportional int64 `json:"-"`
+}
+
 // The signals narwhal acts on itself, beyond forwarding them (see docs/signals.md).
 var (
 	// StopSignals stop narwhal gracefully: init mode forwards them and turns unready; a pool
@@ -59,6 +69,7 @@ type Snapshot struct {
 	Stopping   bool
 	ReadyCount int
 	Workers    []Worker
+	Templates  []Template // with NARWHAL_PRELOAD
 	Listeners  []Listener
 
 	Starts   int

@@ -98,9 +98,15 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		log.Info("NARWHAL_WORKERS="+cfg.Workers.String(), "event", "config", "workers", min, "max", max, "reason", why)
 	}
 	in := newInbox()
+	var starter worker.Starter = sp
+	var pre *worker.Preload
+	if cfg.Preload {
+		pre = worker.NewPreload(sp)
+		starter = pre
+	}
 	w := &world{
 		now:       time.Now,
-		spawn:     func(slot, gen int) (int, error) { return in.start(r, sp, string(cfg.WorkerOutput), slot, gen) },
+		spawn:     func(slot, gen int) (int, error) { return in.start(r, starter, string(cfg.WorkerOutput), slot, gen) },
 		signal:    func(pid int, sig syscall.Signal, group bool) bool { return signal(log, pid, sig, group) },
 		scan:      fs.Snapshot,
 		shares:    fs.Shares,
@@ -112,7 +118,22 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 	if bal != nil {
 		w.route, w.slotQueued, w.slots = bal.Route, bal.SlotQueued, bal.Slots
 	}
+	if pre != nil {
+		w.spawnTemplate = func(gen int) (int, error) { return in.startTemplate(r, pre, string(cfg.WorkerOutput), gen) }
+	}
 	if boot := worker.NewBootPriority(); boot != nil {
+		if w.spawnTemplate != nil {
+			// A template loading the app is a boot too; the workers forked from it inherit its
+			// priority, and get narwhal's once ready.
+			startTemplate := w.spawnTemplate
+			w.spawnTemplate = func(gen int) (int, error) {
+				pid, err := startTemplate(gen)
+				if err == nil {
+					boot.Booting(pid)
+				}
+				return pid, err
+			}
+		}
 		start := w.spawn
 		w.spawn = func(slot, gen int) (int, error) {
 			pid, err := start(slot, gen)
@@ -225,10 +246,37 @@ func (in *inbox) start(r *reaper.Reaper, sp worker.Starter, outputMode string, s
 	if err != nil {
 		return 0, err
 	}
+	in.follow(exited, pipes, outputMode, output.Label{Slot: slot, Generation: gen, PID: pid})
+	return pid, nil
+}
+
+// startTemplate starts generation gen's template (NARWHAL_PRELOAD) as start does a worker, and
+// reads its fork socket: its arrival at its fork point comes back as an event.
+func (in *inbox) startTemplate(r *reaper.Reaper, p *worker.Preload, outputMode string, gen int) (int, error) {
+	var t *worker.Template
+	var pipes worker.Pipes
+	pid, exited, err := r.Start(func() (pid int, err error) {
+		if t, pipes, err = p.StartTemplate(gen); err != nil {
+			return 0, err
+		}
+		return t.PID, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	in.follow(exited, pipes, outputMode, output.Label{Slot: output.Template, Generation: gen, PID: pid})
+	in.owned.Go(func() { p.Read(t, in.done, in.events) })
+	return pid, nil
+}
+
+// follow sends a started process's exit, and the lines of its notify pipe, to the loop, and
+// labels its output.
+func (in *inbox) follow(exited <-chan reaper.Exit, pipes worker.Pipes, outputMode string, l output.Label) {
+	pid := l.PID
 	var out *output.Worker
 	if pipes.Stdout != nil {
 		stdout, stderr := output.Std()
-		out = output.Follow(outputMode, output.Label{Slot: slot, Generation: gen, PID: pid}, pipes.Stdout, pipes.Stderr, stdout, stderr)
+		out = output.Follow(outputMode, l, pipes.Stdout, pipes.Stderr, stdout, stderr)
 	}
 	in.owned.Go(func() {
 		ex := <-exited
@@ -241,7 +289,6 @@ func (in *inbox) start(r *reaper.Reaper, sp worker.Starter, outputMode string, s
 		}
 	})
 	in.owned.Go(func() { worker.ReadPipe(pipes.Notify, pid, in.done, in.events) })
-	return pid, nil
 }
 
 // drainTimeout bounds how long a worker's exit waits for its last lines to be written, while

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -47,6 +48,9 @@ const (
 type world struct {
 	now    func() time.Time
 	spawn  func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
+	// spawnTemplate starts gen's template (NARWHAL_PRELOAD); its exit arrives as a worker's,
+	// and its arrival at its fork point as a worker.TemplateReady.
+	spawnTemplate func(gen int) (int, error)
 	ready  func(pid int)                    // pid serves now; nil when nothing is to be done
 	signal func(pid int, sig syscall.Signal, group bool) bool
 	scan   func() *proc.Snapshot
@@ -178,6 +182,7 @@ func newSupervisor(cfg *config.Config, log *slog.Logger, w *world, in *inbox, b 
 		RestartDelay: cfg.RestartDelay.D(), RestartDelayMax: cfg.RestartDelayMax.D(),
 		WatchdogTimeout: cfg.WorkerTimeout.D(), WatchdogKill: watchdogKill,
 		MaxLifetime: cfg.MaxLifetime.D(), Jitter: rand.Float64, Canary: cfg.RolloutCanary.D(),
+		Preload: cfg.Preload,
 	}
 	if cfg.Ready == "delay" {
 		p.ReadyDelay = max(cfg.ReadyDelay.D(), time.Nanosecond)
@@ -279,6 +284,8 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 		}
 	case worker.Message:
 		s.handleNotify(now, ev)
+	case worker.TemplateReady:
+		s.m.TemplateReady(now, ev.PID)
 	case watch.Change:
 		if !s.m.Stopping() {
 			s.log.Info("watched file changed: rolling restart", "event", "watch", "path", ev.Path)
@@ -508,14 +515,18 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 	// The figures first: detection logs "ready", and the board, published at the end of the
 	// pass, must follow that line at once for a reader who waits for it.
 	workers := s.m.Workers()
-	s.usage = make(map[int]proc.Usage, len(workers))
+	templates := s.m.Templates()
+	s.usage = make(map[int]proc.Usage, len(workers)+len(templates))
+	for _, t := range templates {
+		s.usage[t.PID] = snap.Usage(t.PID)
+	}
 	roots := make(map[int]int, len(workers))
 	for _, w := range workers {
 		s.usage[w.PID] = snap.Usage(w.PID)
 		roots[w.PID] = w.Slot
 	}
 	s.cpu.Observe(snap, roots)
-	s.readShares(now, snap, workers)
+	s.readShares(now, snap, workers, templates)
 	if s.scale != nil {
 		total := 0.0
 		for _, secs := range s.cpu.Totals() {
@@ -562,18 +573,25 @@ func (s *Supervisor) scanProcesses(now time.Time) {
 // often where the reads would take more than sharesDuty of a core, and a worker's first at the
 // scan that first sees it, so that a new worker is never judged by its resident memory, which
 // counts every shared page in full.
-func (s *Supervisor) readShares(now time.Time, snap *proc.Snapshot, workers []pool.Worker) {
+func (s *Supervisor) readShares(now time.Time, snap *proc.Snapshot, workers []pool.Worker, templates []pool.Template) {
 	if s.world.shares == nil {
 		return
 	}
 	all := !now.Before(s.nextShares)
 	began := s.world.now()
-	shares := make(map[int]proc.Shares, len(workers))
+	pids := make([]int, 0, len(workers)+len(templates))
 	for _, w := range workers {
-		if sh, ok := s.shares[w.PID]; ok && !all {
-			shares[w.PID] = sh
+		pids = append(pids, w.PID)
+	}
+	for _, t := range templates {
+		pids = append(pids, t.PID)
+	}
+	shares := make(map[int]proc.Shares, len(pids))
+	for _, pid := range pids {
+		if sh, ok := s.shares[pid]; ok && !all {
+			shares[pid] = sh
 		} else {
-			shares[w.PID] = s.world.shares(snap.Tree(w.PID))
+			shares[pid] = s.world.shares(snap.Tree(pid))
 		}
 	}
 	s.shares = shares
@@ -666,6 +684,12 @@ func (s *Supervisor) publish() {
 			Proportional: s.shares[w.PID].Proportional, Merged: s.shares[w.PID].Merged,
 		})
 		snap.SharesKnown = snap.SharesKnown || s.shares[w.PID].Known
+	}
+	for _, t := range s.m.Templates() {
+		if t.State != pool.Stopping {
+			snap.Templates = append(snap.Templates, status.Template{PID: t.PID, Generation: t.Gen, State: t.State.String(),
+				Started: t.Started, Proportional: s.shares[t.PID].Proportional})
+		}
 	}
 	s.board.Publish(snap)
 }
@@ -771,6 +795,14 @@ func (s *Supervisor) close() {
 // Spawn, Signal and Ready carry out the machine's decisions (pool.Effects).
 func (w *world) Spawn(slot, gen int) (int, time.Time, error) {
 	pid, err := w.spawn(slot, gen)
+	return pid, w.now(), err
+}
+
+func (w *world) SpawnTemplate(gen int) (int, time.Time, error) {
+	if w.spawnTemplate == nil {
+		return 0, time.Time{}, errors.New("NARWHAL_PRELOAD is not wired here")
+	}
+	pid, err := w.spawnTemplate(gen)
 	return pid, w.now(), err
 }
 

@@ -78,85 +78,102 @@ func pipe(name string) (*os.File, int, error) {
 	return os.NewFile(uintptr(p[0]), name), p[1], nil
 }
 
-// spawn forks a worker for slot in generation gen. It returns the worker's PID and the read
-// ends of its pipes. It must run inside reaper.Start.
-func (s *Exec) Start(slot, gen int) (pid int, pipes Pipes, err error) {
-	files := []uintptr{0, 1, 2}
-	var ours []int // the worker's ends, closed here once it has them
+// launch is what a worker of a slot gets beyond narwhal's own environment: its variables, the
+// file descriptors it finds at each number (files[i] is its fd i), and the path and argv that
+// run COMMAND (through the shim where it must be).
+type launch struct {
+	vars   []string
+	files  []uintptr
+	path   string
+	argv   []string
+	pipes  Pipes
+	theirs []int // the worker's pipe ends, closed here once it has them
+	dir    string
+}
+
+func (l *launch) closeTheirs() {
+	for _, fd := range l.theirs {
+		unix.Close(fd)
+	}
+}
+
+// prepare makes a worker's pipes and works out its variables and descriptors. On error
+// nothing is left open.
+func (s *Exec) prepare(slot, gen int) (l *launch, err error) {
+	l = &launch{files: []uintptr{0, 1, 2}}
 	defer func() {
-		for _, fd := range ours {
-			unix.Close(fd)
-		}
 		if err != nil {
-			pipes.Close()
+			l.closeTheirs()
+			l.pipes.Close()
 		}
 	}()
 	if s.Output == "json" || s.Output == "text" {
 		var w1, w2 int
-		if pipes.Stdout, w1, err = pipe("stdout"); err != nil {
-			return 0, pipes, err
+		if l.pipes.Stdout, w1, err = pipe("stdout"); err != nil {
+			return l, err
 		}
-		ours = append(ours, w1)
-		if pipes.Stderr, w2, err = pipe("stderr"); err != nil {
-			return 0, pipes, err
+		l.theirs = append(l.theirs, w1)
+		if l.pipes.Stderr, w2, err = pipe("stderr"); err != nil {
+			return l, err
 		}
-		ours = append(ours, w2)
-		files[1], files[2] = uintptr(w1), uintptr(w2)
+		l.theirs = append(l.theirs, w2)
+		l.files[1], l.files[2] = uintptr(w1), uintptr(w2)
 	}
 	notify, w, err := pipe("notify")
 	if err != nil {
-		return 0, pipes, err
+		return l, err
 	}
-	pipes.Notify = notify
-	ours = append(ours, w)
+	l.pipes.Notify = notify
+	l.theirs = append(l.theirs, w)
 
-	env := append([]string(nil), s.Env...)
-	env = append(env,
-		"NARWHAL_WORKER_ID="+strconv.Itoa(slot),
-		"NARWHAL_GENERATION="+strconv.Itoa(gen),
-		"NOTIFY_SOCKET="+s.Notify)
+	l.vars = []string{"NARWHAL_WORKER_ID=" + strconv.Itoa(slot), "NARWHAL_GENERATION=" + strconv.Itoa(gen),
+		"NOTIFY_SOCKET=" + s.Notify}
 	if s.Watchdog != "" {
-		env = append(env, "WATCHDOG_USEC="+s.Watchdog)
+		l.vars = append(l.vars, "WATCHDOG_USEC="+s.Watchdog)
 	}
-	path, argv := "", s.Argv
+	l.path, l.argv = "", s.Argv
 	sockets := s.Sockets
 	if s.Balanced != nil {
 		if sockets, err = s.Balanced.ForSlot(slot); err != nil {
-			return 0, pipes, err
+			return l, err
 		}
 	}
 	if len(sockets) > 0 && !s.Reuseport {
 		names := make([]string, len(sockets))
 		for i, sock := range sockets {
-			files = append(files, uintptr(sock.FD()))
+			l.files = append(l.files, uintptr(sock.FD()))
 			names[i] = sock.Name
-			env = append(env, fmt.Sprintf("EINHORN_FD_%d=%d", i, 3+i))
+			l.vars = append(l.vars, fmt.Sprintf("EINHORN_FD_%d=%d", i, 3+i))
 		}
 		n := strconv.Itoa(len(sockets))
-		env = append(env, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
-		path, argv = s.Self, append([]string{ShimArg0}, s.Argv...)
+		l.vars = append(l.vars, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
+		l.path, l.argv = s.Self, append([]string{ShimArg0}, s.Argv...)
 	} else if s.MemoryMerge {
 		// Only code that runs in the worker can mark its memory mergeable: the shim, between
 		// fork and exec. The mark is kept across exec, and inherited by the worker's children.
-		path, argv = s.Self, append([]string{ShimArg0}, s.Argv...)
+		l.path, l.argv = s.Self, append([]string{ShimArg0}, s.Argv...)
 	} else {
-		if path, err = command.LookIn(s.Argv[0], s.Dir); err != nil {
-			return 0, pipes, err
+		if l.path, err = command.LookIn(s.Argv[0], s.Dir); err != nil {
+			return l, err
 		}
 	}
-	files = append(files, uintptr(w))
-	env = append(env, "NARWHAL_NOTIFY_FD="+strconv.Itoa(len(files)-1))
-
-	dir := ""
+	l.files = append(l.files, uintptr(w))
+	l.vars = append(l.vars, "NARWHAL_NOTIFY_FD="+strconv.Itoa(len(l.files)-1))
 	if s.Dir != "" {
-		if dir, err = filepath.EvalSymlinks(s.Dir); err != nil {
-			return 0, pipes, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
+		if l.dir, err = filepath.EvalSymlinks(s.Dir); err != nil {
+			return l, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
 		}
 	}
-	pid, err = syscall.ForkExec(path, argv, &syscall.ProcAttr{
-		Dir:   dir,
+	return l, nil
+}
+
+// exec runs COMMAND as l says, in its own process group, dying with narwhal.
+func (s *Exec) exec(l *launch, extra ...string) (int, error) {
+	env := append(append(append([]string(nil), s.Env...), l.vars...), extra...)
+	pid, err := syscall.ForkExec(l.path, l.argv, &syscall.ProcAttr{
+		Dir:   l.dir,
 		Env:   env,
-		Files: files,
+		Files: l.files,
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true,            // its own process group, so SIGKILL reaches its children too
 			Pdeathsig:  syscall.SIGKILL, // workers die with narwhal
@@ -164,9 +181,25 @@ func (s *Exec) Start(slot, gen int) (pid int, pipes Pipes, err error) {
 		},
 	})
 	if err != nil {
-		return 0, pipes, fmt.Errorf("start %s: %w", s.Argv[0], err)
+		return 0, fmt.Errorf("start %s: %w", s.Argv[0], err)
 	}
-	return pid, pipes, nil
+	return pid, nil
+}
+
+// Start runs a worker for slot in generation gen. It returns the worker's PID and the read
+// ends of its pipes. It must run inside reaper.Start.
+func (s *Exec) Start(slot, gen int) (int, Pipes, error) {
+	l, err := s.prepare(slot, gen)
+	if err != nil {
+		return 0, Pipes{}, err
+	}
+	defer l.closeTheirs()
+	pid, err := s.exec(l)
+	if err != nil {
+		l.pipes.Close()
+		return 0, Pipes{}, err
+	}
+	return pid, l.pipes, nil
 }
 
 // Shim is narwhal running as ShimArg0: it sets LISTEN_PID to its own PID and becomes argv.
