@@ -92,6 +92,7 @@ type Supervisor struct {
 	live     []int
 	routed   bool
 	routeErr bool
+	bound    int // slots with sockets at the last steering
 	// retiring are the scale-downs under way in balanced mode, highest slot first: each slot is
 	// steered away from first, and the pool shrinks past it only once nothing waits on its
 	// sockets, so that no queued connection is left on a socket no worker will accept from.
@@ -361,7 +362,14 @@ func (s *Supervisor) route() {
 			live = append(live, slot)
 		}
 	}
-	if s.routed && slices.Equal(live, s.live) {
+	// A slot's sockets are bound when it first starts: steering to it before then steered to
+	// nothing, and it must be steered again once they join the group (preload forks a slot's
+	// first worker later than the pass that filled the pool).
+	bound := 0
+	if s.world.slots != nil {
+		bound = s.world.slots()
+	}
+	if s.routed && slices.Equal(live, s.live) && bound == s.bound {
 		return
 	}
 	if err := s.world.route(live); err != nil {
@@ -373,7 +381,7 @@ func (s *Supervisor) route() {
 		}
 		return
 	}
-	s.live, s.routed, s.routeErr = live, true, false
+	s.live, s.routed, s.routeErr, s.bound = live, true, false, bound
 }
 
 // target is the size the pool is going to: the machine's, less the slots being retired.

@@ -618,6 +618,28 @@ func TestWatchedChangeRestarts(t *testing.T) {
 	}
 }
 
+// TestRouteFollowsNewSockets: a slot's sockets are bound when its first worker starts, and the
+// steering is set again once they are, though the ready slots are the same (with preload the
+// first workers start passes after the one that steered to the slots being filled).
+func TestRouteFollowsNewSockets(t *testing.T) {
+	s := newSupervised(t, "WORKERS=2", "READY=notify")
+	var routes [][]int
+	s.world.route = func(live []int) error { routes = append(routes, live); return nil }
+	bound := 1
+	s.world.slots = func() int { return bound }
+	s.at(t0, startEvent{})
+	n := len(routes)
+	s.at(t0, worker.Message{Sender: s.f.spawned[0], FromPipe: true, Text: "STATUS=booting"})
+	if len(routes) != n {
+		t.Fatalf("steered again with nothing changed: %v", routes[n:])
+	}
+	bound = 2
+	s.at(t0, worker.Message{Sender: s.f.spawned[0], FromPipe: true, Text: "STATUS=booting"})
+	if len(routes) != n+1 || !slices.Equal(routes[n], []int{0, 1}) {
+		t.Fatalf("after slot 1's sockets were bound, steered %v, want [0 1] once more", routes[n:])
+	}
+}
+
 // TestRouteFollowsReadyWorkers: in balanced mode new connections go to the slots with a ready
 // worker: not to a starting one, nor to a slot whose worker crashed or is stopping; with none
 // ready, to the slots being filled, and after SIGWINCH to slot 0 alone.
