@@ -29,6 +29,7 @@ def _hello():
         "pid": os.getpid(),
         "worker_id": os.environ.get("NARWHAL_WORKER_ID", ""),
         "generation": os.environ.get("NARWHAL_GENERATION", ""),
+        "listen_pid": os.environ.get("LISTEN_PID", ""),
     }) + "\n").encode()
 
 

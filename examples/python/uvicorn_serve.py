@@ -13,6 +13,10 @@ accepted a moment before whose request is already in the kernel's buffer: their 
 a socket, stopped at each rolling restart under load, it loses a request every few stops.
 Here a stopping server stops listening first, then waits a tenth of a second so that those
 requests are read and served, and only then closes the connections that are idle.
+
+With NARWHAL_PRELOAD=true it imports the app once, then waits at narwhal's fork point
+(narwhal_fork.py, beside this file or in the repository's contrib/python); uvicorn runs in each
+worker forked from there, and finds the app already imported.
 """
 import asyncio
 import os
@@ -39,5 +43,19 @@ async def _read_then_shutdown(self, sockets=None):
 
 Server.shutdown = _read_then_shutdown
 
+
+def _preload():
+    sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contrib", "python"))
+    import narwhal_fork
+    from uvicorn.importer import import_from_string
+
+    params = uvicorn.main.make_context("uvicorn", sys.argv[1:]).params  # uvicorn's own parsing
+    sys.path.insert(0, params["app_dir"])
+    import_from_string(params["app"])
+    narwhal_fork.fork_point()
+
+
 if __name__ == "__main__":
+    if os.environ.get("NARWHAL_FORK_FD"):
+        _preload()
     sys.exit(uvicorn.main())

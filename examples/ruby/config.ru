@@ -5,6 +5,9 @@
 # code; BOOT_FAIL=1 makes it raise instead, like a release that is broken at boot.
 #
 #   puma --bind-to-activated-sockets only --config examples/ruby/puma.rb examples/ruby/config.ru
+#
+# With NARWHAL_PRELOAD=true narwhal starts it once as a template that waits at the fork point,
+# once loaded, and forks the workers from there (contrib/ruby/narwhal_fork.rb).
 
 require "json"
 
@@ -12,8 +15,14 @@ delay = ENV.fetch("BOOT_DELAY", "")[/\A(\d+(?:\.\d+)?)(ms|s)?\z/] ? $1.to_f / ($
 sleep delay
 raise "BOOT_FAIL=1: this release is broken at boot" if ENV["BOOT_FAIL"] == "1"
 
+if ENV["NARWHAL_FORK_FD"]
+  require_relative "../../contrib/ruby/narwhal_fork"
+  NarwhalFork.fork_point
+end
+
 run lambda { |_env|
   body = JSON.generate(pid: Process.pid, worker_id: ENV.fetch("NARWHAL_WORKER_ID", ""),
-                       generation: ENV.fetch("NARWHAL_GENERATION", "")) + "\n"
+                       generation: ENV.fetch("NARWHAL_GENERATION", ""),
+                       listen_pid: ENV.fetch("LISTEN_PID", "")) + "\n"
   [200, { "Content-Type" => "application/json", "Content-Length" => body.bytesize.to_s }, [body]]
 }

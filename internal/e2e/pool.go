@@ -87,6 +87,18 @@ func Server(t T, name string) []string {
 	return Example(t, name)
 }
 
+// PreloadServer returns Server's command line for NARWHAL_PRELOAD=true: the app loaded once in a
+// template, and each worker forked at the fork point of contrib/'s helper, as docs/preload.md
+// runs them. uvicorn's and puma's are Server's: the example's loader and config.ru call it.
+func PreloadServer(t T, name string) []string {
+	t.Helper()
+	cmd := Server(t, name)
+	if name == "gunicorn" {
+		return append([]string{"env", "PYTHONPATH=" + filepath.Join(moduleRoot(), "contrib/python"), cmd[0], "-c", "python:narwhal_fork"}, cmd[1:]...)
+	}
+	return cmd
+}
+
 func needModule(t T, python, module string) {
 	t.Helper()
 	if exec.Command(python, "-c", "import "+module).Run() != nil {
