@@ -35,7 +35,9 @@ func (m *Machine) Templates() []Template {
 	for _, t := range m.tmpl.byPID {
 		out = append(out, *t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Gen < out[j].Gen || (out[i].Gen == out[j].Gen && out[i].PID < out[j].PID) })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Gen < out[j].Gen || (out[i].Gen == out[j].Gen && out[i].PID < out[j].PID)
+	})
 	return out
 }
 

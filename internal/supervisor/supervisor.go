@@ -46,14 +46,14 @@ const (
 // what it does to processes, and what it reads of them. It is the Machine's Effects too. New
 // builds the real one; tests build their own and drive pass event by event.
 type world struct {
-	now    func() time.Time
-	spawn  func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
+	now   func() time.Time
+	spawn func(slot, gen int) (int, error) // the exit arrives later as an exitEvent
 	// spawnTemplate starts gen's template (NARWHAL_PRELOAD); its exit arrives as a worker's,
 	// and its arrival at its fork point as a worker.TemplateReady.
 	spawnTemplate func(gen int) (int, error)
-	ready  func(pid int)                    // pid serves now; nil when nothing is to be done
-	signal func(pid int, sig syscall.Signal, group bool) bool
-	scan   func() *proc.Snapshot
+	ready         func(pid int) // pid serves now; nil when nothing is to be done
+	signal        func(pid int, sig syscall.Signal, group bool) bool
+	scan          func() *proc.Snapshot
 	// shares reads the proportional and merged memory of pids (smaps_rollup), every sharesEvery.
 	shares func(pids []int) proc.Shares
 	// container reads the container's memory and accept-queue overflows, with each scan.
