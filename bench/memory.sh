@@ -134,15 +134,18 @@ ksm_kib() {
 # others' share measured over 1 s before the row starts; SETTLED is 0 where ksmd was still
 # merging when the 90 s ran out.
 run() {
-  local row=$1 merge=0 narwhal=0 cmd top out probes=0 pids=0 ticks0=0 m n ksmd merged others settled
+  local row=$1 merge=0 narwhal=0 preload=0 cmd top out probes=0 pids=0 ticks0=0 m n ksmd merged others settled
   local py=(--chdir examples/python/django_mem app.wsgi)
   local ru=examples/ruby/rack_mem/config.ru
   case $row in
     gunicorn) cmd=(gunicorn -w 4 -b "127.0.0.1:$port" "${py[@]}") ;;
     gunicorn-preload) cmd=(gunicorn -w 4 --preload -b "127.0.0.1:$port" "${py[@]}") ;;
+    narwhal-gunicorn-preload) narwhal=1; preload=1; cmd=(gunicorn -c contrib/python/narwhal_fork.py "${py[@]}") ;;
+    narwhal-gunicorn-preload-nofreeze) narwhal=1; preload=1; cmd=(gunicorn -c bench/memory/nofreeze.py "${py[@]}") ;;
     narwhal-gunicorn*) narwhal=1; cmd=(gunicorn "${py[@]}") ;;
     puma) cmd=(puma -w 4 -t 1:5 -b "tcp://127.0.0.1:$port" "$ru") ;;
     puma-preload) cmd=(puma -w 4 -t 1:5 --preload -b "tcp://127.0.0.1:$port" "$ru") ;;
+    narwhal-puma-preload) narwhal=1; preload=1; cmd=(puma --bind-to-activated-sockets only --config examples/ruby/puma.rb "$ru") ;;
     narwhal-puma*) narwhal=1; cmd=(puma --bind-to-activated-sockets only --config examples/ruby/puma.rb "$ru") ;;
   esac
   [[ $row == *-merge ]] && merge=1
@@ -154,6 +157,7 @@ run() {
   if ((narwhal)); then
     env NARWHAL_LISTEN="127.0.0.1:$port" NARWHAL_WORKERS=4 NARWHAL_METRICS_ADDR="$metrics" \
       NARWHAL_CONTROL_SOCKET="@narwhal-bench-memory-$$" NARWHAL_MEMORY_MERGE="$( ((merge)) && echo true || echo false)" \
+      NARWHAL_PRELOAD="$( ((preload)) && echo true || echo false)" \
       setsid "$tmp/narwhal" "${cmd[@]}" >"$tmp/$row.log" 2>&1 &
   else
     setsid "${cmd[@]}" >"$tmp/$row.log" 2>&1 &
@@ -199,8 +203,9 @@ run() {
   fi
 }
 
-rows=(gunicorn gunicorn-preload narwhal-gunicorn narwhal-gunicorn-merge puma puma-preload narwhal-puma narwhal-puma-merge)
-long=(gunicorn-preload narwhal-gunicorn narwhal-gunicorn-merge) # also measured at 20,000 requests
+rows=(gunicorn gunicorn-preload narwhal-gunicorn narwhal-gunicorn-preload narwhal-gunicorn-preload-nofreeze
+  narwhal-gunicorn-merge puma puma-preload narwhal-puma narwhal-puma-preload narwhal-puma-merge)
+long=(gunicorn-preload narwhal-gunicorn narwhal-gunicorn-preload narwhal-gunicorn-preload-nofreeze narwhal-gunicorn-merge) # also measured at 20,000 requests
 runs=3
 [[ $# -gt 0 ]] && { rows=("$@"); runs=1; } # a partial run is for looking, not for RESULTS.md
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -248,7 +253,12 @@ summary() {
   unsettled=$(awk '$9 == 0 { print $1 " at " $2 }' "$tmp/points" | paste -sd, -)
   busy=$(awk '$8 > m { m = $8 } END { print m + 0 }' "$tmp/points")
   own=$(awk '$1 ~ /^narwhal/ { print $5 }' "$tmp/points" | median)
-  echo "At 2,000 requests narwhal + gunicorn held $(med narwhal-gunicorn 2000) MiB, against $(med gunicorn 2000) for"
+  echo "With preload, at 2,000 requests: narwhal + gunicorn $(med narwhal-gunicorn-preload 2000) MiB against gunicorn --preload's"
+  echo "$(med gunicorn-preload 2000), narwhal + puma $(med narwhal-puma-preload 2000) against puma --preload's $(med puma-preload 2000); each narwhal row includes"
+  echo "narwhal's own PSS (below). After 20,000 requests: narwhal + gunicorn $(med narwhal-gunicorn-preload 20000) against $(med gunicorn-preload 20000)."
+  echo "Without gc.freeze() before the fork point: $(med narwhal-gunicorn-preload-nofreeze 2000) MiB at 2,000 requests, $(med narwhal-gunicorn-preload-nofreeze 20000) at 20,000."
+  echo
+  echo "Without preload, at 2,000 requests narwhal + gunicorn held $(med narwhal-gunicorn 2000) MiB, against $(med gunicorn 2000) for"
   echo "gunicorn -w 4 and $(med gunicorn-preload 2000) for gunicorn --preload; with memory merge $(med narwhal-gunicorn-merge 2000) ($(med narwhal-gunicorn-merge 2000 10) MiB"
   echo "merged, $(awk '$1 == "narwhal-gunicorn-merge" && $2 == 2000 { print $6 }' "$tmp/points" | median) s of ksmd CPU). narwhal + puma held $(med narwhal-puma 2000) MiB, against $(med puma 2000) for puma -w 4"
   echo "and $(med puma-preload 2000) for puma --preload; with memory merge $(med narwhal-puma-merge 2000) ($(med narwhal-puma-merge 2000 10) MiB merged). After 20,000"
@@ -282,9 +292,13 @@ section="$tmp/section.md"
   echo "- narwhal + gunicorn: \`NARWHAL_LISTEN=127.0.0.1:PORT NARWHAL_WORKERS=4 narwhal gunicorn --chdir examples/python/django_mem app.wsgi\`"
   echo "  (docs/servers.md: no \`--bind\`, gunicorn takes fd 3 from LISTEN_FDS; one gunicorn master and"
   echo "  one worker per slot)"
+  echo "- narwhal + gunicorn, preload: \`NARWHAL_PRELOAD=true … narwhal gunicorn -c contrib/python/narwhal_fork.py --chdir examples/python/django_mem app.wsgi\`"
+  echo "  (docs/preload.md: the app loaded once in a template, one gunicorn worker forked per slot, no"
+  echo "  gunicorn master; \`gc.freeze()\` before the fork point, or not: \`bench/memory/nofreeze.py\`)"
   echo "- puma: \`puma -w 4 -t 1:5 [--preload] -b tcp://127.0.0.1:PORT examples/ruby/rack_mem/config.ru\`"
   echo "  (threads as \`examples/ruby/puma.rb\` sets them)"
   echo "- narwhal + puma: \`narwhal puma --bind-to-activated-sockets only --config examples/ruby/puma.rb examples/ruby/rack_mem/config.ru\`"
+  echo "- narwhal + puma, preload: the same with \`NARWHAL_PRELOAD=true\` (the app's config.ru calls the fork point)"
   echo "- merge: the same with \`NARWHAL_MEMORY_MERGE=true\` and ksmd on (\`run\` 1, \`pages_to_scan\` 1000,"
   echo "  \`sleep_millisecs\` 20, advisor $(grep -o '\[[a-z-]*\]' "$ksm/advisor_mode" 2>/dev/null | tr -d '[]' || echo n/a)), measured once \`pages_sharing\` has not grown for 5 s (after"
   echo "  two full scans, at most 90 s). ksmd CPU is the utime + stime of the ksmd thread from the"
@@ -298,13 +312,18 @@ section="$tmp/section.md"
   row_line gunicorn 2000 "gunicorn -w 4"
   row_line gunicorn-preload 2000 "gunicorn -w 4 --preload"
   row_line narwhal-gunicorn 2000 "narwhal + gunicorn"
+  row_line narwhal-gunicorn-preload 2000 "narwhal + gunicorn, preload"
+  row_line narwhal-gunicorn-preload-nofreeze 2000 "narwhal + gunicorn, preload without gc.freeze()"
   row_line narwhal-gunicorn-merge 2000 "narwhal + gunicorn, merge"
   row_line puma 2000 "puma -w 4"
   row_line puma-preload 2000 "puma -w 4 --preload"
   row_line narwhal-puma 2000 "narwhal + puma"
+  row_line narwhal-puma-preload 2000 "narwhal + puma, preload"
   row_line narwhal-puma-merge 2000 "narwhal + puma, merge"
   row_line gunicorn-preload 20000 "gunicorn -w 4 --preload"
   row_line narwhal-gunicorn 20000 "narwhal + gunicorn"
+  row_line narwhal-gunicorn-preload 20000 "narwhal + gunicorn, preload"
+  row_line narwhal-gunicorn-preload-nofreeze 20000 "narwhal + gunicorn, preload without gc.freeze()"
   row_line narwhal-gunicorn-merge 20000 "narwhal + gunicorn, merge"
   echo
   summary

@@ -4,12 +4,18 @@
 #
 #   puma -w 4 examples/ruby/rack_mem/config.ru
 #   narwhal puma --bind-to-activated-sockets only --config examples/ruby/puma.rb examples/ruby/rack_mem/config.ru
+#   NARWHAL_PRELOAD=true narwhal puma …   (the same; the state is built once, in the template)
 
 require "json"
 
 N = 600_000
 WORDS = Array.new(N) { |i| format("entry-%07d", i) }.freeze
 NUMBERS = Array.new(N) { |i| 1_000_000_007 + 7 * i }.freeze
+
+if ENV["NARWHAL_FORK_FD"]
+  require_relative "../../../contrib/ruby/narwhal_fork"
+  NarwhalFork.fork_point
+end
 
 run lambda { |_env|
   picks = Array.new(8) { rand(N) }
