@@ -104,6 +104,23 @@ func TestSlotFiguresFromTheBoard(t *testing.T) {
 	}
 }
 
+// TestTemplateMemory: with preload, the newest template's proportional memory is exposed;
+// without a template, nothing is.
+func TestTemplateMemory(t *testing.T) {
+	b := status.New(1, 0)
+	b.Publish(&status.Snapshot{Mode: "pool", SharesKnown: true})
+	if _, ok := gather(t, b)["narwhal_template_proportional_memory_bytes"]; ok {
+		t.Error("template memory exposed without a template")
+	}
+	b.Publish(&status.Snapshot{Mode: "pool", SharesKnown: true, Templates: []status.Template{
+		{PID: 9, Generation: 2, Proportional: 50 << 20}, {PID: 30, Generation: 3, Proportional: 60 << 20},
+	}})
+	mf := gather(t, b)["narwhal_template_proportional_memory_bytes"]
+	if mf == nil || mf.GetMetric()[0].GetGauge().GetValue() != 60<<20 {
+		t.Errorf("template memory %v, want generation 3's, 60 MiB", mf)
+	}
+}
+
 // TestContainerFigures: the container's memory and the accept-queue overflows come from the
 // board, and are absent where they could not be read.
 func TestContainerFigures(t *testing.T) {

@@ -148,6 +148,22 @@ func TestPreloadTemplateKilled(t *testing.T) {
 	if n := e2e.Count(p.Stderr(), `"event":"stop"`); n != 0 {
 		t.Errorf("%d workers stopped when their template died", n)
 	}
+	code, out, errOut := p.Client(-1, "--status")
+	var st struct {
+		Workers   []struct{ PID int }
+		Templates []struct {
+			PID        int
+			Generation int
+			State      string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("--status: %d %q %q: %v", code, out, errOut, err)
+	}
+	restarted := events(p, "template_start")[1].PID
+	if len(st.Templates) != 1 || st.Templates[0].PID != restarted || st.Templates[0].State != "ready" || len(st.Workers) != 2 {
+		t.Errorf("--status lists %+v and %d workers, want the restarted template %d, ready, apart from 2 workers", st.Templates, len(st.Workers), restarted)
+	}
 	refork := events(p, "ready")[2]
 	checkForked(t, []event{refork})
 	t.Logf("template killed: %d requests, %d failed; the crashed worker was forked again, ready in %.3fs",
