@@ -42,7 +42,8 @@ test-kubernetes:
 # rollouts under wrk load (bench/run), init mode beside tini, dumb-init and catatonit (bench/init),
 # the dynamic size under a stepped load (bench/scale.sh), worker output through narwhal
 # (bench/output.sh), the balance across workers per socket mode beside node's cluster module
-# (bench/balance.sh), what reading proportional memory costs narwhal (bench/pss.sh).
+# (bench/balance.sh), what reading proportional memory costs narwhal (bench/pss.sh), memory beside
+# the peers (bench/memory.sh), deploys with preload beside unicorn's re-exec (bench/preload.sh).
 bench:
 	bench/run
 	bench/init
@@ -51,6 +52,7 @@ bench:
 	bench/balance.sh
 	bench/pss.sh
 	bench/memory.sh
+	bench/preload.sh
 
 # narwhal beside gunicorn, unicorn, puma, uwsgi and a node-cluster runner through four deploys
 # (healthy, slow boot, broken, hung); installs the servers from Debian. About 40 minutes.

@@ -81,7 +81,7 @@ func main() {
 func peers(root string, args []string) {
 	fs := flag.NewFlagSet("peers", flag.ExitOnError)
 	only := fs.String("scenarios", "abcd", "which scenarios to run")
-	match := fs.String("rows", "", "run only the rows whose name contains this")
+	match := fs.String("rows", "", "run only the rows whose name and restart contain one of these, |-separated")
 	fs.Parse(args)
 	for _, sc := range scenarios {
 		if !strings.Contains(*only, sc.key) {
@@ -91,7 +91,9 @@ func peers(root string, args []string) {
 		fmt.Println("| manager | restart | restarts verified | sent | failed | p50 ms | p99 ms steady | p99 ms during | max ms during | slowest ms per deploy | rollout s | req/s |")
 		fmt.Println("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, m := range managers {
-			if *match != "" && !strings.Contains(m.name+" "+m.how, *match) {
+			if *match != "" && !slices.ContainsFunc(strings.Split(*match, "|"), func(s string) bool {
+				return strings.Contains(m.name+" "+m.how, s)
+			}) {
 				continue
 			}
 			res, err := run(m, sc, root)
@@ -302,10 +304,12 @@ func deploy(r *row, kind string) error {
 			"broken": "raise RuntimeError('this release is broken at boot')\n",
 			"hung":   "import time\ntime.sleep(1e9)\n"}[kind]
 		files["uvicorn_serve.py"] = "@" + ex("python/uvicorn_serve.py")
+		files["narwhal_fork.py"] = "@" + filepath.Join(r.root, "contrib/python/narwhal_fork.py") // beside the app, as docs/preload.md says
 	case "ruby":
 		files["config.ru"] = map[string]string{"good": "@" + ex("ruby/config.ru"),
 			"broken": "raise 'this release is broken at boot'\n", "hung": "sleep\n"}[kind]
 		files["puma.rb"] = "@" + ex("ruby/puma.rb")
+		files["narwhal_fork.rb"] = "@" + filepath.Join(r.root, "contrib/ruby/narwhal_fork.rb")
 	case "node":
 		files["server.js"] = map[string]string{"good": "@" + ex("node/server.js"),
 			"broken": "throw new Error('this release is broken at boot');\n",

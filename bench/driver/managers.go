@@ -66,12 +66,28 @@ func narwhal(app, server string, args ...string) *manager {
 	}
 }
 
+// preloaded is narwhal's row with NARWHAL_PRELOAD=true: the app loaded once per generation in a
+// template, the workers forked from it at the fork point of contrib/'s helper.
+func preloaded(app, server string, args ...string) *manager {
+	m := narwhal(app, server, args...)
+	m.name += ", preload"
+	start := m.start
+	m.start = func(r *row) *exec.Cmd {
+		cmd := start(r)
+		cmd.Env = append(cmd.Env, "NARWHAL_PRELOAD=true")
+		return cmd
+	}
+	return m
+}
+
 var managers = []*manager{
 	narwhal("go", "Go example", "./server"),
 	narwhal("node", "node http", "node", "server.js"),
 	narwhal("python", "gunicorn", "gunicorn", "app:app"),
 	narwhal("python", "uvicorn", "/usr/bin/python3", "uvicorn_serve.py", "--no-access-log", "--fd", "3", "app:asgi"),
 	narwhal("ruby", "puma", "puma", "--bind-to-activated-sockets", "only", "--config", "puma.rb", "config.ru"),
+	preloaded("python", "gunicorn", "gunicorn", "-c", "narwhal_fork.py", "app:app"),
+	preloaded("ruby", "puma", "puma", "--bind-to-activated-sockets", "only", "--config", "puma.rb", "config.ru"),
 	{
 		name: "gunicorn", app: "python", how: "HUP",
 		start: func(r *row) *exec.Cmd {

@@ -16,7 +16,8 @@ sleep delay
 raise "BOOT_FAIL=1: this release is broken at boot" if ENV["BOOT_FAIL"] == "1"
 
 if ENV["NARWHAL_FORK_FD"]
-  require_relative "../../contrib/ruby/narwhal_fork"
+  # Beside the app, as a user copies it, or in this repository.
+  require_relative(File.exist?(File.join(__dir__, "narwhal_fork.rb")) ? "narwhal_fork" : "../../contrib/ruby/narwhal_fork")
   NarwhalFork.fork_point
 end
 
