@@ -67,14 +67,20 @@ func narwhal(app, server string, args ...string) *manager {
 }
 
 // preloaded is narwhal's row with NARWHAL_PRELOAD=true: the app loaded once per generation in a
-// template, the workers forked from it at the fork point of contrib/'s helper.
-func preloaded(app, server string, args ...string) *manager {
+// template, the workers forked from it at the fork point of contrib/'s helper. A surge above 1
+// replaces that many workers at once (unicorn's re-exec replaces all 4 at once).
+func preloaded(surge int, app, server string, args ...string) *manager {
 	m := narwhal(app, server, args...)
 	m.name += ", preload"
+	env := []string{"NARWHAL_PRELOAD=true"}
+	if surge > 1 {
+		m.name += ", surge " + strconv.Itoa(surge)
+		env = append(env, "NARWHAL_ROLLOUT_SURGE="+strconv.Itoa(surge))
+	}
 	start := m.start
 	m.start = func(r *row) *exec.Cmd {
 		cmd := start(r)
-		cmd.Env = append(cmd.Env, "NARWHAL_PRELOAD=true")
+		cmd.Env = append(cmd.Env, env...)
 		return cmd
 	}
 	return m
@@ -86,8 +92,10 @@ var managers = []*manager{
 	narwhal("python", "gunicorn", "gunicorn", "app:app"),
 	narwhal("python", "uvicorn", "/usr/bin/python3", "uvicorn_serve.py", "--no-access-log", "--fd", "3", "app:asgi"),
 	narwhal("ruby", "puma", "puma", "--bind-to-activated-sockets", "only", "--config", "puma.rb", "config.ru"),
-	preloaded("python", "gunicorn", "gunicorn", "-c", "narwhal_fork.py", "app:app"),
-	preloaded("ruby", "puma", "puma", "--bind-to-activated-sockets", "only", "--config", "puma.rb", "config.ru"),
+	preloaded(1, "python", "gunicorn", "gunicorn", "-c", "narwhal_fork.py", "app:app"),
+	preloaded(1, "ruby", "puma", "puma", "--bind-to-activated-sockets", "only", "--config", "puma.rb", "config.ru"),
+	preloaded(4, "python", "gunicorn", "gunicorn", "-c", "narwhal_fork.py", "app:app"),
+	preloaded(4, "ruby", "puma", "puma", "--bind-to-activated-sockets", "only", "--config", "puma.rb", "config.ru"),
 	{
 		name: "gunicorn", app: "python", how: "HUP",
 		start: func(r *row) *exec.Cmd {

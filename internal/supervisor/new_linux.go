@@ -122,23 +122,20 @@ func New(cfg *config.Config, log *slog.Logger, argv []string, r *reaper.Reaper, 
 		w.spawnTemplate = func(gen int) (int, error) { return in.startTemplate(r, pre, string(cfg.WorkerOutput), gen) }
 	}
 	if boot := worker.NewBootPriority(); boot != nil {
+		// A booting worker runs at a lower priority. With preload nothing boots per worker: a
+		// worker forked from the template gets narwhal's priority at once, and the template,
+		// one boot per rollout rather than one per worker, keeps narwhal's (bench/preload.sh:
+		// at a lower one, a rollout under full load took 1.8 s rather than 1.4, and the tails
+		// were no better).
+		started := boot.Booting
 		if w.spawnTemplate != nil {
-			// A template loading the app is a boot too; the workers forked from it inherit its
-			// priority, and get narwhal's once ready.
-			startTemplate := w.spawnTemplate
-			w.spawnTemplate = func(gen int) (int, error) {
-				pid, err := startTemplate(gen)
-				if err == nil {
-					boot.Booting(pid)
-				}
-				return pid, err
-			}
+			started = boot.Serving
 		}
 		start := w.spawn
 		w.spawn = func(slot, gen int) (int, error) {
 			pid, err := start(slot, gen)
 			if err == nil {
-				boot.Booting(pid)
+				started(pid)
 			}
 			return pid, err
 		}
