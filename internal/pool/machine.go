@@ -124,6 +124,7 @@ type slot struct {
 	// refillAfterExit: the slot's worker was stopped to free its memory (Recycle), so its next
 	// one starts only once it has exited.
 	refillAfterExit bool
+	gen             int // the generation of the slot's last worker, for preload's crash restarts
 }
 
 // Machine is the pool as plain data. Every method takes the current time, changes state, and
@@ -272,6 +273,7 @@ func (m *Machine) Restart(now time.Time) {
 	}
 	m.gen++
 	m.rollout = &rollout{gen: m.gen, started: now}
+	m.tmpl.notBefore = time.Time{} // a new release's template gets a fresh try too
 	for i := 0; i < m.desired; i++ {
 		s := m.slot(i)
 		// A new release gets a fresh try: a slot waiting out a crash backoff starts now, so
@@ -518,10 +520,10 @@ func (m *Machine) failedStart(now time.Time, w *Worker, reason string) {
 }
 
 // spawnFailed is a worker that could not even be started.
-func (m *Machine) spawnFailed(now time.Time, slotID int, replacement bool, err error) {
-	m.log.Error("cannot start worker", "event", "exec_failed", "slot", slotID, "error", err)
+func (m *Machine) spawnFailed(now time.Time, slotID, gen int, replacement bool, err error) {
+	m.log.Error("cannot start worker", "event", "exec_failed", "slot", slotID, "generation", gen, "error", err)
 	m.Stats.Exits[ReasonCrash]++
-	m.failedStart(now, &Worker{Slot: slotID, Gen: m.gen, replacement: replacement}, ReasonCrash)
+	m.failedStart(now, &Worker{Slot: slotID, Gen: gen, replacement: replacement}, ReasonCrash)
 }
 
 // crashed schedules the slot's restart after its backoff.
@@ -533,9 +535,10 @@ func (m *Machine) crashed(now time.Time, w *Worker) {
 	if delay > m.p.RestartDelayMax || delay <= 0 {
 		delay = m.p.RestartDelayMax
 	}
-	if m.rollout != nil && w.Gen < m.rollout.gen {
+	if m.rollout != nil && w.Gen < m.rollout.gen && (!m.p.Preload || m.templateReady(m.rollout.gen)) {
 		// Old code crashed while new code is on its way: the slot gets the new code at once,
-		// and the rollout is not held up by the old code's backoff.
+		// and the rollout is not held up by the old code's backoff. (With preload, once the
+		// rollout's template can fork it: until then the slot would get the old code again.)
 		delay = 0
 	}
 	s.notBefore = now.Add(delay)
@@ -835,15 +838,17 @@ func (m *Machine) spawn(now time.Time, id int, replacement bool) {
 	}
 	pid, started, err := m.fx.Spawn(id, gen)
 	if err != nil {
-		m.spawnFailed(now, id, replacement, err)
+		m.spawnFailed(now, id, gen, replacement, err)
 		return
 	}
 	m.Stats.Starts++
-	if !replacement && (m.rollout == nil || gen >= m.rollout.gen) {
-		// A fresh worker in an empty slot needs no replacement, unless it was forked from the
-		// template of the generation a rollout under way replaces.
-		m.slot(id).replace = ""
+	if s := m.slot(id); !replacement {
+		s.replace = "" // a fresh worker in an empty slot needs no replacement...
+		if m.rollout != nil && gen < m.rollout.gen {
+			s.replace = "rollout" // ...unless forked from an older template than the rollout's
+		}
 	}
+	m.slot(id).gen = gen
 	// Its start is its own, not the pass's: the workers spawned before it in the same pass took
 	// time, and its start-to-ready time must not count theirs.
 	w := &Worker{PID: pid, Slot: id, Gen: gen, State: Starting, Started: latest(now, started), replacement: replacement}

@@ -61,6 +61,9 @@ func (m *Machine) templateExited(now time.Time, pid, code int) bool {
 		return false
 	}
 	delete(m.tmpl.byPID, pid)
+	// What the app started while it loaded is left in its process group; no worker is (each
+	// is in its own group before narwhal learns of it).
+	m.fx.Signal(pid, syscall.SIGKILL, true)
 	switch t.State {
 	case Stopping:
 		m.log.Info("template exited", "event", "template_exit", "pid", pid, "generation", t.Gen, "code", code)
@@ -156,6 +159,14 @@ func (m *Machine) spawnTemplate(now time.Time, gen int) {
 	m.log.Info("template started", "event", "template_start", "pid", pid, "generation", gen)
 }
 
+func (m *Machine) templateReady(gen int) bool {
+	t := m.liveTemplate(gen)
+	return t != nil && t.State == Ready
+}
+
+// IsTemplate reports whether pid is a template (NARWHAL_PRELOAD).
+func (m *Machine) IsTemplate(pid int) bool { return m.tmpl.byPID[pid] != nil }
+
 // liveTemplate is gen's template that is starting or ready, or nil.
 func (m *Machine) liveTemplate(gen int) *Template {
 	for _, t := range m.tmpl.byPID {
@@ -167,14 +178,18 @@ func (m *Machine) liveTemplate(gen int) *Template {
 }
 
 // forkGen is the generation a new worker for slot s is forked from, or 0 while no template it
-// may use is at its fork point: a rollout's replacement needs the rollout's; anything else takes
-// the newest ready one, so that a crash during a rollout gets the new code once it can.
+// may use is at its fork point. The rollout's, once ready: it has the code every slot is
+// getting. A rollout's replacement waits for it. Anything else comes back from its slot's
+// generation's template, or the newest ready one where that is gone.
 func (m *Machine) forkGen(s *slot, replacement bool) int {
+	if m.rollout != nil && m.templateReady(m.rollout.gen) {
+		return m.rollout.gen
+	}
 	if replacement && s.replace == "rollout" {
-		if t := m.liveTemplate(m.rollout.gen); t != nil && t.State == Ready {
-			return t.Gen
-		}
 		return 0
+	}
+	if m.templateReady(s.gen) {
+		return s.gen
 	}
 	gen := 0
 	for _, t := range m.tmpl.byPID {

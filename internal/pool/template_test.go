@@ -137,8 +137,10 @@ func TestPreloadTemplateDeathLeavesItsWorkers(t *testing.T) {
 	tp := h.template(1)
 	signals := len(h.w.signals)
 	h.m.Exited(h.now, tp.PID, 137, false)
-	if len(h.w.signals) != signals {
-		t.Fatalf("workers were signalled when their template died: %+v", h.w.signals[signals:])
+	for _, sig := range h.w.signals[signals:] {
+		if sig.pid != tp.PID {
+			t.Fatalf("workers were signalled when their template died: %+v", h.w.signals[signals:])
+		}
 	}
 	if h.m.Count(Ready) != 2 {
 		t.Fatal("workers lost with their template")
@@ -208,5 +210,70 @@ func TestPreloadCanaryWaitsForTheTemplate(t *testing.T) {
 	h.m.TemplateReady(h.now, h.template(2).PID)
 	if h.m.Count(Starting) != 1 {
 		t.Fatalf("%d workers starting, want the canary alone", h.m.Count(Starting))
+	}
+}
+
+// TestPreloadRolloutReachesEverySlot: a slot filled while a rollout waits for its template is
+// forked from the old one and replaced once the new one is ready, so the rollout completes
+// whatever filled the slot: SIGWINCH then SIGHUP, a slot in crash backoff, SIGTTIN, a rollout
+// begun before the first template was ready.
+func TestPreloadRolloutReachesEverySlot(t *testing.T) {
+	for _, how := range []string{"winch", "backoff", "scale up", "early"} {
+		t.Run(how, func(t *testing.T) {
+			h := preloadHarness(t, 2)
+			if how != "early" {
+				h.m.TemplateReady(h.now, h.template(1).PID)
+				h.readyAll()
+			}
+			switch how {
+			case "winch":
+				h.m.Zero(h.now)
+				h.exitStopping()
+				h.m.Restart(h.now)
+			case "backoff":
+				w := h.m.Workers()[0]
+				h.m.Exited(h.now, w.PID, 1, false)
+				h.m.Restart(h.now)
+			case "scale up":
+				h.m.Restart(h.now)
+				h.m.ScaleUp(h.now)
+			case "early":
+				h.m.Restart(h.now)
+				h.m.TemplateReady(h.now, h.template(1).PID)
+			}
+			h.advance(time.Second)
+			h.readyAll()
+			h.m.TemplateReady(h.now, h.template(2).PID)
+			for i := 0; i < 10 && h.m.rollout != nil; i++ {
+				h.readyAll()
+				h.exitStopping()
+				h.advance(100 * time.Millisecond)
+			}
+			if h.m.rollout != nil {
+				t.Fatalf("rollout still under way; workers %+v", h.m.Workers())
+			}
+			for _, w := range h.m.Workers() {
+				if w.Gen != 2 && w.State != Stopping {
+					t.Errorf("slot %d serves generation %d after the rollout", w.Slot, w.Gen)
+				}
+			}
+		})
+	}
+}
+
+// TestPreloadCrashDuringRolloutBacksOff: an old worker that crashes while the rollout's template
+// boots comes back from the old template after its backoff, not at once in a loop.
+func TestPreloadCrashDuringRolloutBacksOff(t *testing.T) {
+	h := servingPool(t, 1)
+	h.m.Restart(h.now)
+	w := h.m.Workers()[0]
+	spawned := len(h.w.spawned)
+	h.m.Exited(h.now, w.PID, 1, false)
+	if len(h.w.spawned) != spawned {
+		t.Fatal("the crashed slot was forked again at once, with no backoff, from the old template")
+	}
+	h.advance(time.Second)
+	if len(h.w.spawned) != spawned+1 || h.w.spawned[spawned].gen != 1 {
+		t.Fatalf("after the backoff: %+v, want one fork from generation 1", h.w.spawned[spawned:])
 	}
 }
