@@ -68,7 +68,7 @@ def fork_point(freeze=True):
     _flush()
     sock.send(b"READY")
     while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 65536, 16, socket.MSG_CMSG_CLOEXEC)
+        msg, fds, _, _ = socket.recv_fds(sock, 65536, 253, socket.MSG_CMSG_CLOEXEC)  # the kernel's most
         if not msg and not fds:
             _flush()
             os._exit(0)  # narwhal closed the socket: it is stopping this template, or gone

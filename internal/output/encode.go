@@ -11,7 +11,8 @@ import (
 const MaxLine = 64 << 10
 
 // Label names the worker a line came from. Slot is Template for a template (NARWHAL_PRELOAD),
-// labelled slot=template (text) or "slot":"template" (json).
+// which has no slot: its lines are labelled "template gen=3 pid=9 | " (text) or
+// "worker":{"template":true,"generation":3,"pid":9} (json).
 type Label struct{ Slot, Generation, PID int }
 
 // Template is the Slot of a template's lines.
@@ -28,19 +29,16 @@ type encoder struct {
 
 func newEncoder(json bool, l Label, stream string, now func() time.Time) *encoder {
 	e := &encoder{json: json, now: now}
-	slot := strconv.Itoa(l.Slot)
+	slot, jsonSlot := "slot="+strconv.Itoa(l.Slot), `"slot":`+strconv.Itoa(l.Slot)
 	if l.Slot == Template {
-		slot = "template"
-		if json {
-			slot = `"template"`
-		}
+		slot, jsonSlot = "template", `"template":true`
 	}
 	if !json {
-		e.prefix = []byte("slot=" + slot + " gen=" + strconv.Itoa(l.Generation) +
+		e.prefix = []byte(slot + " gen=" + strconv.Itoa(l.Generation) +
 			" pid=" + strconv.Itoa(l.PID) + " | ")
 		return e
 	}
-	e.prefix = []byte(`"worker":{"slot":` + slot + `,"generation":` + strconv.Itoa(l.Generation) +
+	e.prefix = []byte(`"worker":{` + jsonSlot + `,"generation":` + strconv.Itoa(l.Generation) +
 		`,"pid":` + strconv.Itoa(l.PID) + `}`)
 	e.stream = []byte(`,"stream":"` + stream + `","msg":"`)
 	return e

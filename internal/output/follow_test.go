@@ -52,6 +52,22 @@ func TestLines(t *testing.T) {
 	}
 }
 
+// TestTemplateLabel: a template's lines are labelled without a slot.
+func TestTemplateLabel(t *testing.T) {
+	for format, want := range map[string]string{
+		"text": "template gen=3 pid=9 | loading\n",
+		"json": `{"time":"2026-11-22T03:04:05.006Z","worker":{"template":true,"generation":3,"pid":9},"stream":"stdout","msg":"loading"}` + "\n",
+	} {
+		var out bytes.Buffer
+		s := &stream{dest: &out, enc: newEncoder(format == "json", Label{Template, 3, 9}, "stdout", clock), buf: make([]byte, 2*MaxLine)}
+		s.n = copy(s.buf, "loading\n")
+		s.emit(true)
+		if out.String() != want {
+			t.Errorf("%s: got %q, want %q", format, out.String(), want)
+		}
+	}
+}
+
 // TestLongLines: a line over MaxLine goes out in pieces of MaxLine, all but the last partial,
 // never cutting a UTF-8 character; a line of exactly MaxLine stays whole.
 func TestLongLines(t *testing.T) {

@@ -267,7 +267,7 @@ func TestPreloadBalancedAndLabelled(t *testing.T) {
 	if len(slots) != 3 {
 		t.Errorf("new connections reached the slots %v, want all 3", slots)
 	}
-	if !strings.Contains(p.Stderr()+p.Stdout(), `"worker":{"slot":"template"`) {
+	if !strings.Contains(p.Stderr()+p.Stdout(), `"worker":{"template":true,"generation":1,`) {
 		t.Error("no output line labelled as the template's")
 	}
 	ready := events(p, "ready")

@@ -276,7 +276,11 @@ func (s *Supervisor) pass(now time.Time, ev any) time.Time {
 	case syscall.Signal:
 		s.signal(now, ev)
 	case exitEvent:
-		if s.oomKilled(now, ev.code) {
+		if s.m.IsTemplate(ev.pid) {
+			// Not one of the OOM kills a worker's exit may claim: narwhal kills each template
+			// it no longer needs, and the kernel kills a template's workers first.
+			s.m.Exited(now, ev.pid, ev.code, false)
+		} else if s.oomKilled(now, ev.code) {
 			// The figures a reader needs to size the limit or the budget, from the last scan.
 			s.m.Exited(now, ev.pid, ev.code, true, "rss_bytes", s.usage[ev.pid].RSSBytes, "pss_bytes", s.shares[ev.pid].Proportional,
 				"memory_limit_bytes", s.whole.Memory.Limit, "memory_working_set_bytes", s.whole.Memory.WorkingSet)
@@ -697,6 +701,7 @@ func (s *Supervisor) publish() {
 		if t.State != pool.Stopping {
 			snap.Templates = append(snap.Templates, status.Template{PID: t.PID, Generation: t.Gen, State: t.State.String(),
 				Started: t.Started, Proportional: s.shares[t.PID].Proportional})
+			snap.SharesKnown = snap.SharesKnown || s.shares[t.PID].Known
 		}
 	}
 	s.board.Publish(snap)

@@ -34,6 +34,8 @@ type Template struct {
 	PID, Gen int
 	conn     *net.UnixConn
 
+	gone chan struct{} // closed once Read has seen the template's end of the socket close
+
 	mu    sync.Mutex
 	want  string     // the id of the fork request waiting for its answer
 	reply chan reply // its answer
@@ -65,7 +67,11 @@ func (p *Preload) StartTemplate(gen int) (*Template, Pipes, error) {
 	}
 	l.theirs = append(l.theirs, pair[1])
 	// The kernel names the sender of each message: a forked worker's answer is its PID.
-	unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	if err := unix.SetsockoptInt(pair[0], unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		unix.Close(pair[0])
+		l.pipes.Close()
+		return nil, Pipes{}, fmt.Errorf("fork socket: SO_PASSCRED: %w", err)
+	}
 	f := os.NewFile(uintptr(pair[0]), "fork")
 	c, err := net.FileConn(f)
 	f.Close()
@@ -80,8 +86,15 @@ func (p *Preload) StartTemplate(gen int) (*Template, Pipes, error) {
 		l.pipes.Close()
 		return nil, Pipes{}, err
 	}
-	t := &Template{PID: pid, Gen: gen, conn: c.(*net.UnixConn), reply: make(chan reply, 1)}
+	t := &Template{PID: pid, Gen: gen, conn: c.(*net.UnixConn), reply: make(chan reply, 1), gone: make(chan struct{})}
 	p.mu.Lock()
+	for g, old := range p.templates {
+		select {
+		case <-old.gone:
+			delete(p.templates, g)
+		default:
+		}
+	}
 	p.templates[gen] = t
 	p.mu.Unlock()
 	return t, l.pipes, nil
@@ -107,10 +120,11 @@ func (p *Preload) Start(slot, gen int) (int, Pipes, error) {
 	var fds []int
 	fmt.Fprintf(&msg, "FORK %s\n", id)
 	for target, fd := range l.files {
-		if fd != uintptr(target) { // the template has the rest already (inherited output)
-			fds = append(fds, int(fd))
-			fmt.Fprintf(&msg, "FD %d\n", target)
+		if target <= 2 && fd == uintptr(target) {
+			continue // narwhal's own stdin, stdout, stderr: the template has them already
 		}
+		fds = append(fds, int(fd))
+		fmt.Fprintf(&msg, "FD %d\n", target)
 	}
 	for _, kv := range l.vars {
 		fmt.Fprintf(&msg, "ENV %s\n", kv)
@@ -139,6 +153,7 @@ func (t *Template) fork(id, msg string, fds []int) (int, error) {
 		t.want = ""
 		t.mu.Unlock()
 	}()
+	t.conn.SetWriteDeadline(time.Now().Add(ForkTimeout))
 	if _, _, err := t.conn.WriteMsgUnix([]byte(msg), unix.UnixRights(fds...), nil); err != nil {
 		return 0, err
 	}
@@ -146,19 +161,47 @@ func (t *Template) fork(id, msg string, fds []int) (int, error) {
 	defer timer.Stop()
 	select {
 	case r := <-t.reply:
-		if r.err != nil {
-			return 0, r.err
+		return t.accept(r)
+	case <-t.gone:
+		select {
+		case r := <-t.reply: // answered, then exited
+			return t.accept(r)
+		default:
+			return 0, errors.New("the template exited")
 		}
-		// The worker must be narwhal's child by now, or its exit would never be reaped here.
-		if ppid, err := proc.Host.PPID(r.pid); err != nil || ppid != os.Getpid() {
-			unix.Kill(r.pid, unix.SIGKILL)
-			return 0, fmt.Errorf("forked worker %d is not narwhal's child (its parent is %d)", r.pid, ppid)
-		}
-		return r.pid, nil
 	case <-timer.C:
-		unix.Kill(t.PID, unix.SIGKILL) // hung: its exit starts it again
+		// Hung: the template and its group (a child stuck before it forked the worker, or a
+		// worker before it left the group) are killed, and the template's exit starts it again.
+		// An answer that came just now is given up on: its worker is killed too.
+		unix.Kill(-t.PID, unix.SIGKILL)
+		t.mu.Lock()
+		t.want = ""
+		select {
+		case r := <-t.reply:
+			if r.pid > 0 {
+				unix.Kill(r.pid, unix.SIGKILL)
+			}
+		default:
+		}
+		t.mu.Unlock()
 		return 0, fmt.Errorf("no answer within %s", ForkTimeout)
 	}
+}
+
+// accept checks a fork's answer: the worker it names must be narwhal's child by now, or its
+// exit would never be reaped here.
+func (t *Template) accept(r reply) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.pid <= 0 || r.pid == t.PID {
+		return 0, fmt.Errorf("the answer came from pid %d, not from a forked worker", r.pid)
+	}
+	if ppid, err := proc.Host.PPID(r.pid); err != nil || ppid != os.Getpid() {
+		unix.Kill(r.pid, unix.SIGKILL)
+		return 0, fmt.Errorf("forked worker %d is not narwhal's child (its parent is %d)", r.pid, ppid)
+	}
+	return r.pid, nil
 }
 
 // maxMessage is the longest message a template sends that is read whole.
@@ -168,7 +211,7 @@ const maxMessage = 4096
 // events as TemplateReady, and each answer to the fork waiting for it. A worker forked for a
 // request given up on is killed: nobody supervises it.
 func (p *Preload) Read(t *Template, done <-chan struct{}, events chan<- any) {
-	defer p.forget(t)
+	defer close(t.gone)
 	closed := make(chan struct{})
 	defer close(closed)
 	go func() {
@@ -213,14 +256,6 @@ func (p *Preload) Read(t *Template, done <-chan struct{}, events chan<- any) {
 			}
 		}
 	}
-}
-
-func (p *Preload) forget(t *Template) {
-	p.mu.Lock()
-	if p.templates[t.Gen] == t {
-		delete(p.templates, t.Gen)
-	}
-	p.mu.Unlock()
 }
 
 // senderOf is the PID the kernel gave as a message's sender, 0 without one; descriptors sent

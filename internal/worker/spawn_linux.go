@@ -38,7 +38,7 @@ type Exec struct {
 }
 
 // workerVars are set by narwhal for each worker and dropped from its own environment first.
-var workerVars = []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "NARWHAL_NOTIFY_FD",
+var workerVars = []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "NARWHAL_NOTIFY_FD", "NARWHAL_FORK_FD",
 	"WATCHDOG_USEC", "WATCHDOG_PID", "NARWHAL_WORKER_ID", "NARWHAL_GENERATION", "EINHORN_FD_COUNT"}
 
 func BaseEnv(environ []string) []string {
@@ -78,17 +78,14 @@ func pipe(name string) (*os.File, int, error) {
 	return os.NewFile(uintptr(p[0]), name), p[1], nil
 }
 
-// launch is what a worker of a slot gets beyond narwhal's own environment: its variables, the
-// file descriptors it finds at each number (files[i] is its fd i), and the path and argv that
-// run COMMAND (through the shim where it must be).
+// launch is what a worker of a slot gets beyond narwhal's own environment: its variables, and
+// the file descriptors it finds at each number (files[i] is its fd i).
 type launch struct {
 	vars   []string
 	files  []uintptr
-	path   string
-	argv   []string
 	pipes  Pipes
 	theirs []int // the worker's pipe ends, closed here once it has them
-	dir    string
+	listen bool  // it gets listeners, so LISTEN_PID must be set in it
 }
 
 func (l *launch) closeTheirs() {
@@ -131,7 +128,6 @@ func (s *Exec) prepare(slot, gen int) (l *launch, err error) {
 	if s.Watchdog != "" {
 		l.vars = append(l.vars, "WATCHDOG_USEC="+s.Watchdog)
 	}
-	l.path, l.argv = "", s.Argv
 	sockets := s.Sockets
 	if s.Balanced != nil {
 		if sockets, err = s.Balanced.ForSlot(slot); err != nil {
@@ -147,31 +143,35 @@ func (s *Exec) prepare(slot, gen int) (l *launch, err error) {
 		}
 		n := strconv.Itoa(len(sockets))
 		l.vars = append(l.vars, "LISTEN_FDS="+n, "LISTEN_FDNAMES="+strings.Join(names, ":"), "EINHORN_FD_COUNT="+n)
-		l.path, l.argv = s.Self, append([]string{ShimArg0}, s.Argv...)
-	} else if s.MemoryMerge {
-		// Only code that runs in the worker can mark its memory mergeable: the shim, between
-		// fork and exec. The mark is kept across exec, and inherited by the worker's children.
-		l.path, l.argv = s.Self, append([]string{ShimArg0}, s.Argv...)
-	} else {
-		if l.path, err = command.LookIn(s.Argv[0], s.Dir); err != nil {
-			return l, err
-		}
+		l.listen = true
 	}
 	l.files = append(l.files, uintptr(w))
 	l.vars = append(l.vars, "NARWHAL_NOTIFY_FD="+strconv.Itoa(len(l.files)-1))
-	if s.Dir != "" {
-		if l.dir, err = filepath.EvalSymlinks(s.Dir); err != nil {
-			return l, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
-		}
-	}
 	return l, nil
 }
 
-// exec runs COMMAND as l says, in its own process group, dying with narwhal.
+// exec runs COMMAND with l's variables and descriptors, in its own process group, dying with
+// narwhal: through the shim where LISTEN_PID or the memory merge mark must be set in the process
+// itself, in NARWHAL_WORKER_DIR resolved now.
 func (s *Exec) exec(l *launch, extra ...string) (int, error) {
 	env := append(append(append([]string(nil), s.Env...), l.vars...), extra...)
-	pid, err := syscall.ForkExec(l.path, l.argv, &syscall.ProcAttr{
-		Dir:   l.dir,
+	path, argv := s.Self, append([]string{ShimArg0}, s.Argv...)
+	if !l.listen && !s.MemoryMerge {
+		var err error
+		if path, err = command.LookIn(s.Argv[0], s.Dir); err != nil {
+			return 0, err
+		}
+		argv = s.Argv
+	}
+	dir := ""
+	if s.Dir != "" {
+		var err error
+		if dir, err = filepath.EvalSymlinks(s.Dir); err != nil {
+			return 0, fmt.Errorf("NARWHAL_WORKER_DIR: %w", err)
+		}
+	}
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Dir:   dir,
 		Env:   env,
 		Files: l.files,
 		Sys: &syscall.SysProcAttr{
