@@ -104,7 +104,7 @@ func TestPreloadRollingRestarts(t *testing.T) {
 			start := time.Now()
 			for i := 1; i <= rollouts; i++ {
 				p.Signal(syscall.SIGHUP)
-				waitEvents(t, p, "rollout_completed", i)
+				waitEventsFor(t, p, "rollout_completed", i, rolloutTimeout)
 			}
 			took := time.Since(start)
 			load.Stop()
