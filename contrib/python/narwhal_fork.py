@@ -19,9 +19,11 @@ straight from the template, with no gunicorn master of its own:
 
 (-c takes the file's path; -c python:narwhal_fork, the module from the current directory or
 PYTHONPATH, works too, but not from --chdir, which gunicorn applies after reading -c.) narwhal
-sets the number of workers, so --workers has no effect, and with no master nothing kills a
-worker that is silent for --timeout or slow to stop after --graceful-timeout (NARWHAL_STOP_TIMEOUT
-bounds a stop). SIGTERM stops a worker gracefully and SIGQUIT at once, as usual. The post_fork,
+sets the number of workers, so --workers has no effect. With no master, gunicorn's --timeout
+is narwhal's to enforce: set NARWHAL_WORKER_TIMEOUT (say 30s) and each worker's heartbeat goes to
+narwhal as WATCHDOG=1, so a worker stuck on one request or one silent client gets SIGABRT, then
+SIGKILL, and is replaced, as gunicorn's master would do. NARWHAL_STOP_TIMEOUT bounds a stop, in
+place of --graceful-timeout. SIGTERM stops a worker gracefully and SIGQUIT at once, as usual. The post_fork,
 post_worker_init, worker_int and worker_exit hooks run in each worker; pre_fork and when_ready
 do not, since there is no master forking. With a config file of your own, import the two
 settings into it: `from narwhal_fork import on_starting, preload_app`.
@@ -180,9 +182,16 @@ def on_starting(server):
 
     n = systemd.listen_fds()
     server.LISTENERS = gsock.create_sockets(server.cfg, server.log, range(3, 3 + n) if n else None)
-    worker = server.worker_class(1, os.getppid(), server.LISTENERS, server.app, server.timeout / 2.0,
-                                 server.cfg, server.log)
+    # The worker wakes at least this often to beat; with no master to hear the beat, it goes
+    # to narwhal's watchdog (NARWHAL_WORKER_TIMEOUT) instead, which then does --timeout's job.
+    watchdog = int(os.environ.get("WATCHDOG_USEC", "0")) / 1e6
+    wake = server.timeout / 2.0
+    if watchdog:
+        wake = min(wake, watchdog / 2) if wake else watchdog / 2
+    worker = server.worker_class(1, os.getppid(), server.LISTENERS, server.app, wake, server.cfg, server.log)
     worker.pid = os.getpid()
+    if watchdog:
+        worker.notify = _beating(worker.notify, watchdog / 4)
     try:
         util._setproctitle("worker [%s]" % server.proc_name)
         server.log.info("Booting worker with pid: %s", worker.pid)
@@ -201,3 +210,25 @@ def on_starting(server):
         server.log.info("Worker exiting (pid: %s)", worker.pid)
         worker.tmp.close()
         server.cfg.worker_exit(server, worker)
+
+
+def _beating(notify, every):
+    """Wrap a gunicorn worker's heartbeat so that it also sends WATCHDOG=1, at most once per `every` seconds."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    last = -every
+
+    def beat():
+        nonlocal last
+        notify()
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            try:
+                sock.sendto(b"WATCHDOG=1", socket.MSG_DONTWAIT, address)
+            except OSError:
+                pass  # narwhal gone or busy: its watchdog decides, as for any worker
+
+    return beat

@@ -35,6 +35,7 @@ type Load struct {
 	errs   []string // the first failures, for a test's message
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	conns  []*http.Transport
 }
 
 // Start begins sending GET url from fresh clients that open a new connection per request and
@@ -44,8 +45,9 @@ func Start(url string, fresh, keepalive int) *Load {
 	l := &Load{cancel: cancel}
 	for i := range fresh + keepalive {
 		keep := i >= fresh
-		c := &http.Client{Timeout: 10 * time.Second,
-			Transport: &http.Transport{DisableKeepAlives: !keep, MaxIdleConnsPerHost: 1}}
+		conns := &http.Transport{DisableKeepAlives: !keep, MaxIdleConnsPerHost: 1}
+		l.conns = append(l.conns, conns)
+		c := &http.Client{Timeout: 10 * time.Second, Transport: conns}
 		kind := map[bool]string{false: "fresh connection", true: "keep-alive"}[keep]
 		l.wg.Add(1)
 		go func() {
@@ -95,11 +97,18 @@ func (l *Load) one(ctx context.Context, c *http.Client, url, kind string) {
 	}
 }
 
-// Stop ends the load, waits for its clients, and returns every request it recorded. It is safe
-// to call twice.
+// Stop ends the load, waits for its clients, closes their connections, and returns every
+// request it recorded. It is safe to call twice.
+//
+// Closing matters: a dial that was under way when its request was cancelled still completes,
+// and its connection waits in the client's idle pool; a server that gives each accepted
+// connection a whole worker (gunicorn's sync workers) would wait on it for ever.
 func (l *Load) Stop() []Request {
 	l.cancel()
 	l.wg.Wait()
+	for _, conns := range l.conns {
+		conns.CloseIdleConnections() // and those that become idle later
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.reqs

@@ -5,6 +5,7 @@ package supervisor_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -275,5 +276,32 @@ func TestPreloadBalancedAndLabelled(t *testing.T) {
 	want := fmt.Sprintf(`"worker":{"slot":%d,"generation":1,"pid":%d}`, ready[0].Slot, ready[0].PID)
 	if !e2e.Eventually(timeout, func() bool { return strings.Contains(p.Stdout()+p.Stderr(), want) }) {
 		t.Errorf("no output line labelled %s", want)
+	}
+}
+
+// TestPreloadGunicornTimeout: with no gunicorn master, NARWHAL_WORKER_TIMEOUT does --timeout's
+// job: an idle worker's heartbeat reaches narwhal as WATCHDOG=1, and a sync worker held by a
+// client that never sends its request is aborted and forked again.
+func TestPreloadGunicornTimeout(t *testing.T) {
+	e2e.Require(t)
+	const watchdog = 2 * time.Second
+	p, url := pool(t, []string{"NARWHAL_PRELOAD=true", "NARWHAL_WORKERS=1", "NARWHAL_WORKER_TIMEOUT=" + watchdog.String()},
+		e2e.PreloadServer(t, "gunicorn")...)
+	waitEvents(t, p, "ready", 1)
+	time.Sleep(2 * watchdog) // idle: only the heartbeat keeps the watchdog quiet
+	getHello(t, url)
+	if n := len(events(p, "watchdog")); n != 0 {
+		t.Fatalf("the watchdog fired %d times for an idle worker: its heartbeat did not reach narwhal", n)
+	}
+	silent, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitEvents(t, p, "watchdog", 1)
+	waitEvents(t, p, "ready", 2)
+	checkForked(t, events(p, "ready")[1:])
+	if h := getHello(t, url); h.PID == events(p, "ready")[0].PID {
+		t.Errorf("the held worker %d still answers", h.PID)
 	}
 }
