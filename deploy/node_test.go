@@ -36,6 +36,9 @@ const (
 	// kubeVersion is the kubelet the tests run. 1.34 still runs on cgroup v1 (with a warning);
 	// later ones want a containerd newer than Debian's 1.6.
 	kubeVersion = "v1.34.4"
+	// etcdVersion is the etcd the cluster tests' API server stores in (Kubernetes 1.34 was
+	// released with 3.6).
+	etcdVersion = "v3.6.16"
 	nodeName    = "narwhal-e2e"
 	pauseImage  = "narwhal-e2e:pause" // Debian's static catatonit -P
 	// podSubnet is the bridge network's; the host is its gateway, .1.
@@ -50,13 +53,24 @@ var kubeletSysctls = []string{
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 }
 
-// node is a running kubelet and containerd.
+// node is a running kubelet and containerd: standalone on the host, or a cluster's node in a
+// network namespace of its own (cluster_test.go).
 type node struct {
-	t        testing.TB
-	dir      string // everything of this node's: manifests, state, logs
-	sock     string // containerd's
-	readOnly int    // the kubelet's read-only port
-	kubelet  *exec.Cmd
+	t          testing.TB
+	dir        string // everything of this node's: manifests, state, logs
+	sock       string // containerd's
+	readOnly   int    // the kubelet's read-only port
+	kubelet    *exec.Cmd
+	ns         *netns // nil: the host's network
+	kubeconfig string // the API server the kubelet registers with; "": none, static pods only
+}
+
+// http is a client for the node's addresses: its pods and the kubelet's ports.
+func (n *node) http(timeout time.Duration) *http.Client {
+	if n.ns != nil {
+		return n.ns.client(timeout)
+	}
+	return &http.Client{Timeout: timeout}
 }
 
 // requireNode skips t (or fails it, when NARWHAL_E2E=required) unless this machine can run a
@@ -86,7 +100,7 @@ func lookPath(name string) error { _, err := exec.LookPath(name); return err }
 func startNode(t *testing.T) *node {
 	t.Helper()
 	lockHost(t)
-	kubelet := kubeletBinary(t)
+	kube := kubeBinaries(t)
 	cni := debianPackage(t, "containernetworking-plugins")
 	catatonit := debianPackage(t, "catatonit")
 	e2e.Images(t)
@@ -106,7 +120,7 @@ func startNode(t *testing.T) *node {
 
 	n.startContainerd(t, filepath.Join(cni, "usr/lib/cni"))
 	n.loadImages(t, filepath.Join(catatonit, "usr/bin/catatonit"))
-	n.startKubelet(t, kubelet)
+	n.startKubelet(t, filepath.Join(kube, "kubelet"))
 	return n
 }
 
@@ -142,38 +156,24 @@ func lockHost(t *testing.T) {
 	t.Cleanup(func() { f.Close() }) // closing releases the lock
 }
 
-// kubeletBinary builds the kubelet once per Kubernetes and Go version, under the user's cache
-// directory. k8s.io/kubernetes points its staging modules at ./staging, which the module's
-// download does not hold: they are replaced by their published k8s.io/* v0.x twins.
-func kubeletBinary(t *testing.T) string {
+// kubeCommands are the Kubernetes programs the tests run, built together by kubeBinaries: a
+// standalone kubelet needs only the first; a cluster needs them all.
+var kubeCommands = []string{"kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubectl"}
+
+// kubeBinaries builds kubeCommands once per Kubernetes and Go version, under the user's cache
+// directory, and returns that directory. k8s.io/kubernetes points its staging modules at
+// ./staging, which the module's download does not hold: they are replaced by their published
+// k8s.io/* v0.x twins. One `go build -o dir/` of all the commands compiles what they share once.
+func kubeBinaries(t *testing.T) string {
 	t.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
+	dir := buildDir(t, "kubernetes-"+kubeVersion)
+	if _, err := os.Stat(filepath.Join(dir, ".built")); err == nil {
+		return dir
 	}
-	dir := filepath.Join(cache, "narwhal", "kubelet-"+kubeVersion+"-"+runtime.Version())
-	bin := filepath.Join(dir, "kubelet")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("building kubelet %s into %s (once; a few minutes)", kubeVersion, dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
-	defer cancel()
-	goCmd := func(args ...string) []byte {
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir, cmd.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, errb.String())
-		}
-		return out.Bytes()
-	}
+	t.Logf("building Kubernetes %s (%s) into %s, once: about ten minutes on two cores",
+		kubeVersion, strings.Join(kubeCommands, ", "), dir)
 	var mod struct{ GoMod string }
-	if err := json.Unmarshal(goCmd("mod", "download", "-json", "k8s.io/kubernetes@"+kubeVersion), &mod); err != nil {
+	if err := json.Unmarshal(goIn(t, dir, "mod", "download", "-json", "k8s.io/kubernetes@"+kubeVersion), &mod); err != nil {
 		t.Fatal(err)
 	}
 	upstream, err := os.ReadFile(mod.GoMod)
@@ -182,7 +182,7 @@ func kubeletBinary(t *testing.T) string {
 	}
 	staging := "v0." + strings.TrimPrefix(kubeVersion, "v1.")
 	var gomod strings.Builder
-	fmt.Fprintf(&gomod, "module kubeletbuild\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n", kubeVersion)
+	fmt.Fprintf(&gomod, "module kubebuild\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n", kubeVersion)
 	for line := range strings.Lines(string(upstream)) {
 		if f := strings.Fields(line); len(f) == 3 && f[1] == "=>" && strings.HasPrefix(f[2], "./staging/") {
 			fmt.Fprintf(&gomod, "\t%s => %s %s\n", f[0], f[0], staging)
@@ -192,11 +192,66 @@ func kubeletBinary(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	goCmd("build", "-mod=mod", "-trimpath", "-ldflags=-s -w", "-o", bin+".tmp", "k8s.io/kubernetes/cmd/kubelet")
+	args := []string{"build", "-mod=mod", "-trimpath", "-ldflags=-s -w", "-o", dir + "/"}
+	for _, c := range kubeCommands {
+		args = append(args, "k8s.io/kubernetes/cmd/"+c)
+	}
+	goIn(t, dir, args...)
+	if err := os.WriteFile(filepath.Join(dir, ".built"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// etcdBinary builds etcd once per version, as kubeBinaries builds Kubernetes. `go install` refuses
+// etcd's server module, whose go.mod has replace directives; a module that only requires it
+// builds its main package with the published versions of its siblings.
+func etcdBinary(t *testing.T) string {
+	t.Helper()
+	dir := buildDir(t, "etcd-"+etcdVersion)
+	bin := filepath.Join(dir, "etcd")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	t.Logf("building etcd %s into %s, once", etcdVersion, dir)
+	gomod := "module etcdbuild\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 " + etcdVersion + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	goIn(t, dir, "build", "-mod=mod", "-trimpath", "-ldflags=-s -w", "-o", bin+".tmp", "go.etcd.io/etcd/server/v3")
 	if err := os.Rename(bin+".tmp", bin); err != nil {
 		t.Fatal(err)
 	}
 	return bin
+}
+
+// buildDir is the cache directory for one build of name with this Go.
+func buildDir(t *testing.T, name string) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cache, "narwhal", name+"-"+runtime.Version())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// goIn runs the go command in dir for a build of the tests' programs, and returns its output.
+func goIn(t *testing.T, dir string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=local")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.Bytes()
 }
 
 // debianPackage unpacks one of Debian's packages under the user's cache directory, without
@@ -254,6 +309,9 @@ func (n *node) daemon(t *testing.T, name string, args ...string) *exec.Cmd {
 	logf, err := os.Create(filepath.Join(n.dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n.ns != nil {
+		args = n.ns.command(args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -341,9 +399,9 @@ func (n *node) ctr(args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// loadImages moves the Dockerfile's example image and a pause image (catatonit -P on scratch)
-// from Docker into containerd.
-func (n *node) loadImages(t *testing.T, catatonit string) {
+// loadImages moves the Dockerfile's example image, a pause image (catatonit -P on scratch) and
+// any other images named from Docker into containerd.
+func (n *node) loadImages(t *testing.T, catatonit string, others ...string) {
 	t.Helper()
 	ctxDir := filepath.Join(n.dir, "pause")
 	if err := os.MkdirAll(ctxDir, 0o755); err != nil {
@@ -363,7 +421,7 @@ func (n *node) loadImages(t *testing.T, catatonit string) {
 		t.Fatal(err)
 	}
 	tarball := filepath.Join(n.dir, "images.tar")
-	if _, err := e2e.Docker("save", "-o", tarball, e2e.ExampleImage, pauseImage); err != nil {
+	if _, err := e2e.Docker(append([]string{"save", "-o", tarball, e2e.ExampleImage, pauseImage}, others...)...); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := n.ctr("images", "import", "--snapshotter", "native", tarball); err != nil {
@@ -394,13 +452,19 @@ podLogsDir: %s
 resolvConf: ""
 makeIPTablesUtilChains: false
 `, filepath.Join(n.dir, "manifests"), n.sock, freePort(t), n.readOnly, freePort(t), filepath.Join(n.dir, "logs"))
+	args := []string{bin, "--root-dir", filepath.Join(n.dir, "kubelet"), "--cert-dir", filepath.Join(n.dir, "kubelet/pki"),
+		"--hostname-override", nodeName, "--v=3"} // --v=3 logs each preStop hook the kubelet runs
+	if n.kubeconfig != "" {
+		// A cluster's node: the API server reaches it on the node's address for logs, and a
+		// short sync brings a changed ConfigMap into its pods within seconds, not a minute.
+		config = strings.Replace(config, "address: 127.0.0.1", "address: "+nodeIP, 1) + "syncFrequency: 5s\n"
+		args = append(args, "--kubeconfig", n.kubeconfig, "--node-ip", nodeIP)
+	}
 	path := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// --v=3 logs each preStop hook the kubelet runs.
-	n.kubelet = n.daemon(t, "kubelet", bin, "--config", path, "--root-dir", filepath.Join(n.dir, "kubelet"),
-		"--cert-dir", filepath.Join(n.dir, "kubelet/pki"), "--hostname-override", nodeName, "--v=3")
+	n.kubelet = n.daemon(t, "kubelet", append(args, "--config", path)...)
 	if !e2e.Eventually(60*time.Second, func() bool { _, err := n.pods(); return err == nil }) {
 		t.Fatalf("the kubelet never answered on its read-only port:\n%s", tail(filepath.Join(n.dir, "kubelet.log"), 40))
 	}
@@ -422,8 +486,11 @@ makeIPTablesUtilChains: false
 
 // pods is the kubelet's view of its pods, with their status, from the read-only port.
 func (n *node) pods() ([]corev1.Pod, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/pods", n.readOnly))
+	addr := "127.0.0.1"
+	if n.kubeconfig != "" {
+		addr = nodeIP // a cluster's kubelet serves on the node's address
+	}
+	resp, err := n.http(5 * time.Second).Get(fmt.Sprintf("http://%s:%d/pods", addr, n.readOnly))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,11 +42,20 @@ type Load struct {
 // Start begins sending GET url from fresh clients that open a new connection per request and
 // keepalive clients that keep one.
 func Start(url string, fresh, keepalive int) *Load {
+	return StartVia(url, fresh, keepalive, nil)
+}
+
+// Dial opens a client's connections, as net.Dialer.DialContext does.
+type Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// StartVia is Start with the clients' connections opened by dial (nil: the default dialer),
+// for a server reachable only from another network namespace.
+func StartVia(url string, fresh, keepalive int, dial Dial) *Load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Load{cancel: cancel}
 	for i := range fresh + keepalive {
 		keep := i >= fresh
-		conns := &http.Transport{DisableKeepAlives: !keep, MaxIdleConnsPerHost: 1}
+		conns := &http.Transport{DisableKeepAlives: !keep, MaxIdleConnsPerHost: 1, DialContext: dial}
 		l.conns = append(l.conns, conns)
 		c := &http.Client{Timeout: 10 * time.Second, Transport: conns}
 		kind := map[bool]string{false: "fresh connection", true: "keep-alive"}[keep]
