@@ -18,7 +18,7 @@ demo: build
 # PID namespace, real app servers, containers; root), the chart's (deploy/, its own module so
 # Helm stays out of the binary's), and the chart's pods on a real kubelet.
 test: test-e2e
-	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -skip '^TestKubelet$$' ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -skip '^(TestKubelet|TestCluster)$$' ./...
 	cd bench && $(GO) vet ./...
 	$(MAKE) test-kubernetes
 
@@ -33,11 +33,13 @@ test-e2e:
 	$(GO) vet -tags e2e ./...
 	$(GO) test -race -count=1 -tags e2e -timeout 60m ./...
 
-# The chart's pods on a real standalone kubelet with a private containerd (root, Docker,
-# containerd and runc). The first run builds the kubelet from the Go module proxy, about four
-# minutes on two cores, and caches it under ~/.cache/narwhal.
+# The chart's pods on a real standalone kubelet with a private containerd, then the chart on a
+# one-node cluster (etcd, API server, controller manager, scheduler, kube-proxy, kubelet) in a
+# network namespace of its own, beside tini (root, Docker, containerd and runc). The first run
+# builds Kubernetes and etcd from the Go module proxy, about fifteen minutes on two cores, and
+# caches them under ~/.cache/narwhal.
 test-kubernetes:
-	cd deploy && $(GO) test -count=1 -v -run '^TestKubelet$$' -timeout 30m .
+	cd deploy && $(GO) test -count=1 -v -run '^(TestKubelet|TestCluster)$$' -timeout 75m .
 
 # Benchmarks on 127.0.0.1, each a script of its own that rewrites its section of bench/RESULTS.md:
 # rollouts under wrk load (bench/run), init mode beside tini, dumb-init and catatonit (bench/init),
