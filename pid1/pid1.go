@@ -211,6 +211,14 @@ func runChild(ctx context.Context, cfg *config.Config, log *slog.Logger, r *reap
 		}
 	}
 	publish()
+	if initMode {
+		// From here an init only waits: give back the pages of its binary that starting mapped.
+		if n, err := proc.ShedExecutable(); err != nil {
+			log.Debug("could not let go of the executable's pages", "error", err)
+		} else {
+			log.Debug("let go of the executable's pages", "bytes", n)
+		}
+	}
 	cpu := proc.NewCPULedger()
 	var nextShares time.Time
 	readUsage := func() {
