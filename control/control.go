@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/narwhal-init/narwhal/internal/proc"
@@ -183,13 +184,14 @@ func holder(name string) string {
 	}
 }
 
-// Serve answers clients until ctx ends. A connection being served when ctx ends is closed
-// within the server's timeouts; a drain in progress ends at once, without its last line.
+// Serve answers clients until ctx ends, and returns once every client it took is done: a
+// connection being served when ctx ends is cut at once (a drain in progress without its last
+// line).
 func (s *Server) Serve(ctx context.Context) error {
-	go func() {
-		<-ctx.Done()
-		s.ln.Close()
-	}()
+	var clients sync.WaitGroup
+	defer clients.Wait()
+	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	defer stop()
 	var delay time.Duration // after a failed accept (out of file descriptors), doubling to 1s
 	for {
 		c, err := s.ln.AcceptUnix()
@@ -227,10 +229,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			reject(c, fmt.Sprintf("busy: %d control connections open, try again", MaxConns))
 			continue
 		}
-		go func() {
+		clients.Go(func() {
 			defer func() { <-s.slots }()
 			s.handle(ctx, c)
-		}()
+		})
 	}
 }
 
@@ -247,7 +249,12 @@ func reject(c *net.UnixConn, msg string) {
 
 func (s *Server) handle(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
+	wake := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) }) // a blocked read or write ends now
+	defer wake()
 	c.SetReadDeadline(time.Now().Add(s.timeout))
+	if ctx.Err() != nil {
+		return // ended before the deadline above: wake may have come first
+	}
 	line, err := bufio.NewReader(io.LimitReader(c, 1024)).ReadString('\n')
 	if err != nil {
 		return

@@ -483,3 +483,47 @@ func startStranger(t *testing.T, name string) int {
 	}
 	return cmd.Process.Pid
 }
+
+// TestServeWaitsForItsClients: when its context ends, Serve cuts the clients it is serving (one
+// silent, one waiting out a drain) and returns only once their goroutines are done, well
+// before the server's timeouts would have ended them.
+func TestServeWaitsForItsClients(t *testing.T) {
+	b := status.New(1, 0)
+	b.DrainDelay = time.Hour
+	name := filepath.Join(t.TempDir(), "control.sock")
+	s, err := Listen(name, b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.timeout = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer s.Close()
+	silent, err := net.Dial("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	drain, err := net.Dial("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drain.Close()
+	fmt.Fprintln(drain, "drain")
+	if _, err := bufio.NewReader(drain).ReadString('\n'); err != nil { // the drain has begun
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return within 10s of its context ending, with two clients connected")
+	}
+	for _, c := range []net.Conn{silent, drain} {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Errorf("a client was not cut when Serve returned: %v", err)
+		}
+	}
+}
