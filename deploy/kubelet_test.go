@@ -28,11 +28,7 @@ const podTimeout = 90 * time.Second
 // Deployment's pod template into a static pod called name.
 func staticPod(t *testing.T, name string, overrides map[string]any) *corev1.Pod {
 	t.Helper()
-	vals := map[string]any{"image": map[string]any{"repository": "narwhal-e2e", "tag": "example", "pullPolicy": "Never"}}
-	for k, v := range overrides {
-		vals[k] = v
-	}
-	tpl := render(t, vals).deployment.Spec.Template
+	tpl := render(t, chartValues(overrides)).deployment.Spec.Template
 	pod := &corev1.Pod{ObjectMeta: tpl.ObjectMeta, Spec: tpl.Spec}
 	pod.APIVersion, pod.Kind = "v1", "Pod"
 	pod.Name, pod.Namespace = name, "default"
