@@ -30,7 +30,8 @@ c000000000-c000400000 rw-p 00000000 00:00 0
 	}
 }
 
-// TestShedExecutable: the test binary lets go of its code and keeps running it.
+// TestShedExecutable: the test binary lets go of its code's pages, and running on (the reads
+// above and the checks below) faults back only part of them.
 func TestShedExecutable(t *testing.T) {
 	resident := func() int {
 		b, err := os.ReadFile("/proc/self/statm")
@@ -51,8 +52,5 @@ func TestShedExecutable(t *testing.T) {
 	after := resident()
 	if shed == 0 || after >= before {
 		t.Errorf("shed %d bytes: resident %d before, %d after", shed, before, after)
-	}
-	if got := readOnlyMappings("00400000-00401000 r-xp 0 0:0 1 /x\n", "/x"); len(got) != 1 {
-		t.Error("the code still runs, but gave a wrong answer") // any code path works after the shed
 	}
 }
